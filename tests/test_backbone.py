@@ -1,4 +1,4 @@
-"""create_backbone: each recommended backbone builds, returns pooled features, says how to feed it."""
+"""create_backbone: every recommended backbone builds and returns pooled features, with its info."""
 
 from __future__ import annotations
 

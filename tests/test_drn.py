@@ -120,13 +120,21 @@ def test_timm_api_head_reset_and_pre_logits() -> None:
     assert model(x).shape == (1, 3, 8, 8)
 
 
-def test_feature_info_and_features_only() -> None:
-    model = timm.create_model("drn_d_tiny")
+@pytest.mark.parametrize("name", TINY)
+def test_feature_info_and_features_only(name: str) -> None:
+    model = timm.create_model(name)
+    exp = 4 if name == "drn_d_tiny" else 1
     assert [f["reduction"] for f in model.feature_info] == [1, 2, 4, 8, 8, 8, 8, 8]
-    assert [f["num_chs"] for f in model.feature_info] == [4, 8, 32, 64, 64, 64, 16, 16]
-    feats = timm.create_model("drn_d_tiny", features_only=True, out_indices=(1, 3, 7))
+    assert [f["num_chs"] for f in model.feature_info] == [
+        4,
+        8,
+        *(c * exp for c in (8, 16, 16, 16)),
+        16,
+        16,
+    ]
+    feats = timm.create_model(name, features_only=True, out_indices=(1, 3, 7))
     outs = feats(torch.randn(1, 3, 64, 64))
-    assert [tuple(o.shape) for o in outs] == [(1, 8, 32, 32), (1, 64, 8, 8), (1, 16, 8, 8)]
+    assert [tuple(o.shape) for o in outs] == [(1, 8, 32, 32), (1, 16 * exp, 8, 8), (1, 16, 8, 8)]
 
 
 def test_drop_path_grows_linearly_over_residual_blocks() -> None:

@@ -272,7 +272,7 @@ def test_offline_without_cache_fails_fast(
     with pytest.raises(AttireError) as err:
         create_backbone("resnet18", pretrained="hub", cache_dir=tmp_path)
     msg = str(err.value)
-    assert "HF_HUB_OFFLINE" in msg and "timm/resnet18.a1_in1k" in msg
+    assert "HF_HUB_OFFLINE" in msg and "timm/resnet18.a1_in1k is not in the local cache" in msg
     assert "create_backbone('resnet18', pretrained='path/to/model.safetensors')" in msg
 
 
@@ -283,8 +283,10 @@ def test_no_network_fails_fast(
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
-    with pytest.raises(AttireError, match=r"cannot reach the Hugging Face hub.*pass the file"):
+    with pytest.raises(AttireError, match=r"cannot reach huggingface\.co for timm/resnet18.*file"):
         create_backbone("resnet18", pretrained="hub", cache_dir=tmp_path)
+    with pytest.raises(AttireError, match=r"cannot reach github\.com for https://.*seresnet18"):
+        create_backbone("legacy_seresnet18", pretrained="hub", cache_dir=tmp_path)
 
 
 def test_offline_uses_the_hugging_face_cache(
@@ -305,6 +307,23 @@ def test_offline_uses_the_hugging_face_cache(
     assert torch.equal(backbone.conv_stem.weight, source.conv_stem.weight)
     assert torch.equal(backbone.conv_head.weight, source.conv_head.weight)
     assert info.num_features == 256
+
+
+def test_offline_uses_the_torch_cache_for_url_weights(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A few timm weights live at a plain URL (SE-ResNets among them); torch caches those."""
+    url = timm.models.get_pretrained_cfg("legacy_seresnet18").url
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(AttireError, match=r"offline .*seresnet18.*not in the local cache"):
+        create_backbone("legacy_seresnet18", pretrained="hub", cache_dir=tmp_path)
+    torch.manual_seed(0)
+    source = timm.create_model("legacy_seresnet18")
+    torch.save(source.state_dict(), tmp_path / Path(url).name)
+    backbone, info = create_backbone("legacy_seresnet18", pretrained="hub", cache_dir=tmp_path)
+    assert info.weights == "hub" and info.weights_from.startswith(url)
+    assert torch.equal(backbone.layer0.conv1.weight, source.layer0.conv1.weight)
+    assert backbone.num_classes == 0
 
 
 @pytest.mark.parametrize("name", ["drn_d_54", "seresnet101"])

@@ -41,6 +41,9 @@ class TaskLoss(nn.Module, ABC):
     """
 
     supports: ClassVar[frozenset[str]] = frozenset({"multiclass", "multilabel"})
+    needs_counts: ClassVar[bool] = False
+    """True for losses built from the training set's class counts (long-tail losses): they take
+    a `class_counts` argument, which `build_multitask_loss` fills in from its own argument."""
     class_weights: Tensor | None
 
     def __init__(
@@ -83,6 +86,10 @@ class TaskLoss(nn.Module, ABC):
         masked hold 0 and their loss is discarded). The base class applies class weights, drops
         masked entries and averages; a multiclass row's loss is the sum over its classes.
         """
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called at the start of each training epoch (0-based) through
+        `MultiTaskLoss.set_epoch`; only schedule-dependent losses (LDAM-DRW) act on it."""
 
     def forward(
         self, logits: Tensor, target: Tensor, soft: Tensor | None = None

@@ -46,7 +46,7 @@ _RECOMMENDED: dict[str, str] = {
     "resnet18": "ResNet-18, 11M: quick baseline; hub weights",
     "resnet50": "ResNet-50, 24M: the usual fine-tuning choice; hub weights",
     "resnet101": "ResNet-101, 43M: deeper ResNet; hub weights",
-    "seresnet101": "SE-ResNet-101, 47M: ResNet-101 with squeeze-excitation; no hub weights",
+    "seresnet101": "SE-ResNet-101, 47M: squeeze-excitation; no timm weights (legacy_ has some)",
     "senet154": "SENet-154, 113M: largest and slowest; hub weights",
     "drn_c_26": "DRN-C-26, 21M: dilated, keeps a 1/8 map for small details; weights from a file",
     "drn_c_42": "DRN-C-42, 31M: dilated ResNet-34; weights from a file",

@@ -24,7 +24,7 @@ import torch
 from huggingface_hub.errors import HfHubHTTPError
 from safetensors import SafetensorError
 from timm.models import clean_state_dict
-from timm.models._hub import hf_split
+from timm.models._hub import get_cache_dir, hf_split
 from torch import nn
 
 from attire.errors import AttireError
@@ -302,40 +302,44 @@ _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 def create_from_hub(name: str, **timm_kwargs: Any) -> tuple[nn.Module, str]:
     """``timm.create_model(name, pretrained=True)``, but offline-aware and failing fast.
 
-    Offline (HF_HUB_OFFLINE set) the weights are taken from the Hugging Face cache if there; with
-    no cache entry, or no route to the hub, it raises at once instead of retrying for half a
-    minute, and says how to pass a local file. Returns the model and the hub id it came from.
+    Offline (HF_HUB_OFFLINE set) the weights come from the local cache (Hugging Face's, or
+    torch's for the few timm weights hosted at a plain URL); with no cache entry, or no route to
+    the host, it raises at once instead of retrying for half a minute, and says how to pass a
+    local file. Returns the model and where its weights came from.
     """
     cfg = timm.models.get_pretrained_cfg(name)
-    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-    if not hub_id:
+    hub_id = (getattr(cfg, "hf_hub_id", None) or None) if cfg is not None else None
+    url = (getattr(cfg, "url", None) or None) if cfg is not None else None
+    if not hub_id and not url:
         raise WeightsError(
             f"timm has no hub weights for {name!r}; pass a local weights file instead: "
             f"pretrained='path/to/weights.safetensors' (or a .pth state dict)"
             + (_DRN_HINT if name.startswith("drn_") else "")
         )
+    where = hub_id or url
     how = (
-        f"download {hub_id} on a machine with network and pass the file: "
+        f"download {where} on a machine with network and pass the file: "
         f"create_backbone({name!r}, pretrained='path/to/model.safetensors')"
     )
+    cache_dir = timm_kwargs.get("cache_dir")
     if _hub_offline():
-        cached = _cached_hub_file(cfg, timm_kwargs.get("cache_dir"))
+        cached = _cached_hub_file(cfg, cache_dir) if hub_id else _cached_url_file(url, cache_dir)
         if cached is None:
             raise WeightsError(
-                f"offline (HF_HUB_OFFLINE is set) and {hub_id} is not in the Hugging Face "
-                f"cache; {how}"
+                f"offline (HF_HUB_OFFLINE is set) and {where} is not in the local cache; {how}"
             )
         model = timm.create_model(
             name, pretrained=True, pretrained_cfg_overlay={"file": cached}, **timm_kwargs
         )
-        return model, f"{hub_id} (cached: {cached})"
-    if not _hub_reachable():
-        raise WeightsError(f"cannot reach the Hugging Face hub ({_endpoint()}); {how}")
+        return model, f"{where} (cached: {cached})"
+    host = _endpoint() if hub_id else url
+    if not _reachable(host):
+        raise WeightsError(f"cannot reach {urlparse(host).hostname} for {where}; {how}")
     try:
         model = timm.create_model(name, pretrained=True, **timm_kwargs)
     except (OSError, HfHubHTTPError) as e:
-        raise WeightsError(f"downloading {hub_id} failed ({e}); {how}") from None
-    return model, hub_id
+        raise WeightsError(f"downloading {where} failed ({e}); {how}") from None
+    return model, where
 
 
 _DRN_HINT = (
@@ -354,17 +358,23 @@ def _endpoint() -> str:
     return os.environ.get("HF_ENDPOINT") or huggingface_hub.constants.ENDPOINT
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP connect to the hub; skipped (assumed reachable) behind a proxy."""
+def _reachable(address: str, timeout: float = 3.0) -> bool:
+    """A quick TCP connect to the URL's host; skipped (assumed reachable) behind a proxy."""
     if any(os.environ.get(v) for v in _PROXY_VARS):
         return True
-    url = urlparse(_endpoint())
+    url = urlparse(address)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname or "", port), timeout=timeout):
             return True
     except OSError:
         return False
+
+
+def _cached_url_file(url: str, cache_dir: str | os.PathLike[str] | None) -> str | None:
+    """Where torch's hub cache keeps a URL download (timm loads it from there unchecked)."""
+    file = Path(cache_dir or get_cache_dir()) / os.path.basename(urlparse(url).path)
+    return str(file) if file.is_file() else None
 
 
 def _cached_hub_file(cfg: Any, cache_dir: str | os.PathLike[str] | None) -> str | None:

@@ -1,0 +1,634 @@
+"""Front-view geometry of one top on a faint mannequin, in body units (1 unit = one head height).
+
+The mannequin is the fixed reference that makes lengths decidable: its shoulders, hips, knees and
+ankles sit at the same heights in every image (y grows downwards from the top of the head), so a
+sleeve's end is judged against the arm and hand, and a hem against hip, thigh, knee, calf and
+ankle. Everything here is pure geometry: lists of `Shape`s tagged with a region id; `scene`
+rasterises them and `surface` colours the regions.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+# -- regions of the garment map (0 = no garment) ----------------------------------------------
+BODY, PANEL, SLEEVE, TRIM, COLLAR, BAND, LINING, BUTTON, METAL, STITCH = range(1, 11)
+TOPSTITCH, THREAD_A, THREAD_B, THREAD_C, CORD, RUFFLE, POCKET, HOOD = range(11, 19)
+N_REGIONS = 19
+FABRIC_REGIONS = (BODY, PANEL, SLEEVE, TRIM, COLLAR, BAND, RUFFLE, POCKET, HOOD)
+
+# -- mannequin landmarks (units) ----------------------------------------------------------------
+NECK_BASE = 1.22
+SHOULDER_Y = 1.48
+ARM_JOINT = (0.92, 1.6)
+ARM_LEN = 2.75  # shoulder joint to wrist
+HAND_LEN = 0.62
+WAIST_Y, HIP_Y, CROTCH_Y, KNEE_Y, ANKLE_Y, FLOOR_Y = 2.85, 3.6, 4.0, 5.9, 7.75, 8.02
+
+SLEEVE_FRACTION = {
+    "cup_sleeves": 0.13,
+    "short_sleeves": 0.34,
+    "elbow_sleeves": 0.52,
+    "three_quarter_sleeves": 0.71,
+    "wrist_length": 0.86,
+    "long_sleeves": 1.02,
+    "extra_long_sleeves": 1.22,
+}
+HEM_Y = {
+    "high_waist": 2.55,
+    "regular": 3.55,
+    "long": 4.28,
+    "micro": 4.95,
+    "knee": 5.9,
+    "midi": 6.8,
+    "ankle_floor": 7.7,
+}
+
+
+@dataclass(frozen=True)
+class FitProfile:
+    """Half-widths of the body at armpit, waist and hip, and how the garment flares below."""
+
+    shoulder: float
+    armpit_y: float
+    bust: float
+    waist: float
+    hip: float
+    flare: float  # extra half-width per unit below the hip
+    sleeve: float  # sleeve ease: multiplier of the arm's half-width
+
+
+FITS = {
+    "slim": FitProfile(0.95, 1.98, 0.83, 0.64, 0.88, 0.03, 1.15),
+    "regular": FitProfile(1.0, 2.06, 0.96, 0.95, 0.98, 0.05, 1.55),
+    "loose": FitProfile(1.1, 2.22, 1.16, 1.16, 1.18, 0.08, 2.0),
+    "oversized": FitProfile(1.36, 2.55, 1.42, 1.42, 1.42, 0.08, 2.5),
+}
+
+# Lowest point (y) of each collar's visible parts: a crop must start below it to hide the collar.
+COLLAR_BOTTOM = {
+    "round_neck": 1.72,
+    "v_neck": 2.12,
+    "deep_v_neck": 2.77,
+    "square_neck": 1.96,
+    "turtleneck": 1.45,
+    "shirt_collar": 1.82,
+    "lapel": 2.75,
+    "stand_collar": 1.5,
+    "hood": 2.35,
+    "off_shoulder": 1.95,
+    "boat_neck": 1.5,
+    "peter_pan": 1.78,
+}
+COLLAR_TOP = {"hood": -0.12, "turtleneck": 0.86, "stand_collar": 1.02}
+
+
+@dataclass
+class Shape:
+    """A polygon / ellipse (bbox) / polyline in units, written into `layer` with `value`."""
+
+    kind: str  # "poly" | "ellipse" | "line"
+    pts: np.ndarray
+    value: int
+    width: float = 0.0  # line width in units
+    layer: str = "garment"  # "garment" | "mannequin" | "hole" | "panel" | "detail"
+
+
+@dataclass
+class Design:
+    """Everything the drawing needs, with hidden attributes already replaced by drawable ones."""
+
+    category: str
+    fit: str
+    collar: str  # a drawable collar (a shallow stand-in when the label is invisible)
+    sleeve: str  # a SLEEVE_FRACTION key, or "sleeveless"
+    arms_hidden: bool  # arms behind the back: no arms and no sleeves in view
+    hem_y: float
+    placket: str
+    texture: str
+    fabric: str
+    arm_angle: float  # radians from vertical
+    curved_hem: bool = False
+    hem_band: bool = False
+    cuffs: bool = False
+    kangaroo: bool = False
+    belt: bool = False
+
+
+# -- small geometry helpers -------------------------------------------------------------------
+
+
+def _memo(*fields: str) -> Callable:
+    """Cache a geometry function of a Design on the fields it reads: designs repeat a lot, and
+    the outlines are only ever read (never mutate a result)."""
+
+    def wrap(fn: Callable) -> Callable:
+        cache: dict[tuple, object] = {}
+
+        @functools.wraps(fn)
+        def inner(d: Design, *args: object) -> object:
+            key = (*(getattr(d, f) for f in fields), *args)
+            hit = cache.get(key)
+            if hit is None:
+                if len(cache) >= _MEMO_SIZE:
+                    cache.clear()
+                hit = cache[key] = fn(d, *args)
+            return hit
+
+        return inner
+
+    return wrap
+
+
+_MEMO_SIZE = 4096
+
+
+def arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: int = 12):
+    t = np.linspace(a0, a1, n)
+    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1)
+
+
+def quad(p0, p1, p2, n: int = 10) -> np.ndarray:
+    """Quadratic Bezier curve through p0 and p2 pulled towards p1."""
+    t = np.linspace(0, 1, n)[:, None]
+    p0, p1, p2 = (np.asarray(p, float) for p in (p0, p1, p2))
+    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
+
+
+def mirror(pts: np.ndarray) -> np.ndarray:
+    """The left-hand copy of right-hand points, in reverse order (to close a symmetric outline)."""
+    out = np.asarray(pts, float)[::-1].copy()
+    out[:, 0] *= -1
+    return out
+
+
+def sym(right: np.ndarray) -> np.ndarray:
+    """A closed symmetric outline from its right half (listed top to bottom)."""
+    right = np.asarray(right, float)
+    return np.concatenate([right, mirror(right)])
+
+
+def poly(pts, value: int, layer: str = "garment") -> Shape:
+    return Shape("poly", np.asarray(pts, float), value, layer=layer)
+
+
+def line(pts, value: int, width: float, layer: str = "garment") -> Shape:
+    return Shape("line", np.asarray(pts, float), value, width, layer)
+
+
+def ellipse(cx: float, cy: float, rx: float, ry: float, value: int, layer="garment") -> Shape:
+    return Shape("ellipse", np.array([[cx - rx, cy - ry], [cx + rx, cy + ry]]), value, layer=layer)
+
+
+def both_sides(shape: Shape) -> list[Shape]:
+    """A shape and its mirror image across the centre line."""
+    m = shape.pts.copy()
+    m[:, 0] *= -1
+    if shape.kind == "ellipse":
+        m = m[::-1]
+    return [shape, Shape(shape.kind, m, shape.value, shape.width, shape.layer)]
+
+
+# -- the mannequin ----------------------------------------------------------------------------
+
+
+def arm_axis(angle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Right arm: joint, unit direction down the arm, unit normal pointing outwards."""
+    d = np.array([math.sin(angle), math.cos(angle)])
+    n = np.array([math.cos(angle), -math.sin(angle)])
+    return np.array(ARM_JOINT), d, n
+
+
+def arm_half_width(s: np.ndarray | float) -> np.ndarray:
+    """Half-width of the arm at distance s from the joint (upper arm to wrist)."""
+    s = np.asarray(s, float)
+    return np.interp(s, [0, 1.3, ARM_LEN], [0.2, 0.15, 0.1])
+
+
+@lru_cache(maxsize=1)
+def _mannequin_body() -> tuple[Shape, ...]:
+    """Head, neck, torso and legs: the same in every image (the scale reference)."""
+    m, v = "mannequin", 255
+    shapes = [ellipse(0, 0.5, 0.34, 0.47, v, m), poly(sym([[0.15, 0.85], [0.16, 1.3]]), v, m)]
+    torso = [
+        [0.16, 1.2],
+        [0.55, 1.3],
+        [0.9, 1.44],
+        [0.99, 1.62],
+        [0.88, 2.0],
+        [0.8, 2.35],
+        [0.66, WAIST_Y],
+        [0.8, 3.3],
+        [0.88, HIP_Y],
+        [0.86, CROTCH_Y],
+        [0.0, CROTCH_Y + 0.06],
+    ]
+    shapes.append(poly(sym(torso), v, m))
+    leg = np.array(
+        [
+            [0.02, CROTCH_Y],
+            [0.86, 3.8],
+            [0.78, 4.9],
+            [0.58, KNEE_Y - 0.15],
+            [0.54, KNEE_Y + 0.1],
+            [0.6, 6.6],
+            [0.48, ANKLE_Y],
+            [0.56, FLOOR_Y],
+            [0.24, FLOOR_Y],
+            [0.3, ANKLE_Y],
+            [0.2, 6.7],
+            [0.24, KNEE_Y + 0.1],
+            [0.2, KNEE_Y - 0.15],
+            [0.1, 4.9],
+        ]
+    )
+    shapes += both_sides(poly(leg, v, m))
+    return tuple(shapes)
+
+
+@lru_cache(maxsize=1)
+def _straight_arm() -> tuple[np.ndarray, np.ndarray]:
+    """Outlines of the right arm and hand hanging straight down, relative to the joint."""
+    s = np.linspace(0, ARM_LEN, 6)
+    w = arm_half_width(s)
+    d, n = np.array([0.0, 1.0]), np.array([1.0, 0.0])
+    centre = s[:, None] * d
+    arm = np.concatenate([centre + w[:, None] * n, (centre - w[:, None] * n)[::-1]])
+    tip, wrist = (ARM_LEN + HAND_LEN) * d, ARM_LEN * d
+    hand = np.concatenate(
+        [
+            [wrist + 0.1 * n],
+            quad(wrist + 0.14 * n, tip + 0.2 * n, tip, 6),
+            quad(tip, tip - 0.16 * n, wrist - 0.12 * n, 6),
+            [wrist - 0.1 * n],
+        ]
+    )
+    return arm, hand
+
+
+@lru_cache(maxsize=256)
+def mannequin(angle: float, arms: bool) -> tuple[Shape, ...]:
+    """Head, neck, torso, legs and (unless hidden) arms with hands held out by `angle`."""
+    shapes = list(_mannequin_body())
+    if arms:
+        c, s = math.cos(angle), math.sin(angle)
+        rot = np.array(
+            [[c, -s], [s, c]]
+        )  # maps down (0, 1) to (sin, cos), out (1, 0) to (cos, -sin)
+        for part in _straight_arm():
+            shapes += both_sides(poly(part @ rot + np.array(ARM_JOINT), 255, "mannequin"))
+    return tuple(shapes)
+
+
+# -- the garment --------------------------------------------------------------------------------
+
+
+def half_width(d: Design, y: float | np.ndarray) -> np.ndarray:
+    """Half-width of the garment body at height y."""
+    f = FITS[d.fit]
+    ys = [f.armpit_y, WAIST_Y, HIP_Y, 9.0]
+    xs = [f.bust, f.waist, f.hip, f.hip + f.flare * (9.0 - HIP_Y)]
+    w = np.interp(y, ys, xs)
+    if d.category == "blouse":  # A-line
+        w = w + 0.14 * np.clip(np.asarray(y) - 2.3, 0, None)
+    if d.category == "coat":
+        w = w + 0.05 * np.clip(np.asarray(y) - HIP_Y, 0, None)
+    return w
+
+
+def shoulder_point(d: Design) -> np.ndarray:
+    f = FITS[d.fit]
+    x = f.shoulder + (0.04 if d.category in ("jacket", "coat") else 0.0)
+    drop = 0.2 if d.fit == "oversized" else 0.0
+    return np.array([x, SHOULDER_Y + 0.02 + drop])
+
+
+def sleeve_end(d: Design) -> tuple[np.ndarray, float]:
+    """Centre of the sleeve's end and its half-width there."""
+    j, ax, _ = arm_axis(d.arm_angle)
+    s = SLEEVE_FRACTION[d.sleeve] * ARM_LEN
+    ease = FITS[d.fit].sleeve
+    w = float(arm_half_width(min(s, ARM_LEN))) * ease + 0.03
+    if d.sleeve == "extra_long_sleeves":
+        w = max(w, 0.22) + 0.05
+    if d.category == "blouse" and d.sleeve in ("elbow_sleeves", "three_quarter_sleeves"):
+        w *= 1.3  # bell sleeves
+    return j + s * ax, w
+
+
+def sleeve_reach(d: Design) -> tuple[float, float]:
+    """(max |x|, max y) the sleeve or the arm and hand reach; what a frame must contain."""
+    j, ax, n = arm_axis(d.arm_angle)
+    tip = j + (ARM_LEN + HAND_LEN) * ax
+    xmax, ymax = abs(tip[0]) + 0.16, tip[1] + 0.06
+    if d.sleeve != "sleeveless":
+        e, w = sleeve_end(d)
+        xmax = max(xmax, e[0] + w * n[0] + 0.02)
+        ymax = max(ymax, e[1] + w * abs(n[1]) + 0.02)
+    return xmax, ymax
+
+
+@_memo(
+    "category",
+    "fit",
+    "collar",
+    "sleeve",
+    "arms_hidden",
+    "hem_y",
+    "hem_band",
+    "curved_hem",
+    "texture",
+    "placket",
+    "fabric",
+)
+def body_outline(d: Design) -> np.ndarray:
+    """Closed outline of the body, from the collar's top edge down to the hem."""
+    top = neck(d, BAND).top
+    f = FITS[d.fit]
+    s = top[-1]
+    ap = f.armpit_y + (0.25 if d.category == "vest" else 0.0)
+    bust = float(half_width(d, ap))
+    if d.sleeve == "sleeveless" and not d.arms_hidden:
+        inset = 0.18 if d.category in ("vest", "camisole") else 0.1
+        arm = quad(s, [s[0] - inset, (s[1] + ap) / 2], [bust, ap], 6)[1:]
+    else:
+        arm = quad(s, [max(s[0], bust) + 0.04, (s[1] + ap) / 2], [bust, ap], 6)[1:]
+    hem = d.hem_y
+    ys = np.array([y for y in (WAIST_Y, HIP_Y, 4.6, 5.5, 6.5) if ap + 0.1 < y < hem - 0.05])
+    side = np.stack([half_width(d, ys), ys], 1) if len(ys) else np.empty((0, 2))
+    hw = float(half_width(d, hem))
+    if d.hem_band:
+        hw_band = hw - 0.06
+        lower = [[hw, hem - 0.22], [hw_band, hem]]
+    else:
+        lower = [[hw, hem]]
+    right = np.concatenate([top, arm, side, lower])
+    if d.curved_hem:
+        right = np.concatenate(
+            [
+                right[:-1],
+                [[hw, hem - 0.25]],
+                quad([hw, hem - 0.25], [hw * 0.7, hem + 0.12], [0, hem + 0.12], 8),
+            ]
+        )
+    elif d.category == "vest" and d.placket in ("single_breasted", "double_breasted"):
+        right = np.concatenate([right, [[0.0, hem + 0.18]]])  # waistcoat points
+    else:
+        right = np.concatenate([right, [[0.0, hem]]])
+    if d.texture == "pleated":  # a pleated hem zig-zags
+        k = 7
+        xs = np.linspace(hw, 0, 2 * k + 1)
+        zig = np.stack([xs, hem + 0.07 * (np.arange(2 * k + 1) % 2)], 1)
+        right = np.concatenate([right[:-1], zig])
+    return _fuzz(sym(right), d)
+
+
+def _fuzz(outline: np.ndarray, d: Design) -> np.ndarray:
+    """Fleece has a fuzzy silhouette: densify the outline and wiggle it deterministically."""
+    if d.fabric != "fleece":
+        return outline
+    closed = np.concatenate([outline, outline[:1]])
+    seg = np.linalg.norm(np.diff(closed, axis=0), axis=1)
+    t = np.concatenate([[0], np.cumsum(seg)])
+    s = np.arange(0, t[-1], 0.035)
+    pts = np.stack([np.interp(s, t, closed[:, 0]), np.interp(s, t, closed[:, 1])], 1)
+    wiggle = 0.022 * np.sin(s * 97.0) * np.cos(s * 31.0)
+    pts[:, 0] += wiggle * np.sign(pts[:, 0])
+    pts[:, 1] += wiggle
+    return pts
+
+
+@_memo("sleeve", "fit", "category", "arm_angle", "collar")
+def sleeve_shape(d: Design, left: bool = False) -> np.ndarray:
+    """Outline of one sleeve from shoulder seam to its end."""
+    _, ax, n = arm_axis(d.arm_angle)
+    s_pt = shoulder_point(d)
+    e, w = sleeve_end(d)
+    f = FITS[d.fit]
+    ap = np.array([float(half_width(d, f.armpit_y)) - 0.02, f.armpit_y])
+    if d.collar == "off_shoulder":
+        s_pt = np.array([s_pt[0] + 0.05, 1.86])
+    if d.sleeve == "cup_sleeves":
+        out = e + w * n
+        inner = s_pt - np.array([0.12, -0.34])
+        pts = np.concatenate(
+            [
+                [s_pt],
+                quad(s_pt, out + 0.05 * n, out, 5)[1:],
+                quad(out, e - 0.1 * n + 0.08 * ax, inner, 6)[1:],
+            ]
+        )
+    else:
+        out, inn = e + w * n, e - w * n
+        if d.category == "blouse" and d.sleeve in ("short_sleeves", "cup_sleeves"):
+            puff = s_pt + 0.35 * ax + 0.16 * n  # a puffed shoulder
+            top = quad(s_pt, puff, out, 6)
+        else:
+            top = quad(s_pt, (s_pt + out) / 2 + 0.03 * n, out, 5)
+        pts = np.concatenate([top, [inn], [ap]])
+    if left:
+        pts = pts.copy()
+        pts[:, 0] *= -1
+    return pts
+
+
+def cuff(d: Design, depth: float = 0.2) -> list[Shape]:
+    """A band at each sleeve end (shirt cuff or rib)."""
+    _, ax, n = arm_axis(d.arm_angle)
+    e, w = sleeve_end(d)
+    band = np.array([e + w * n, e - w * n, e - w * n - depth * ax, e + w * n - depth * ax])
+    return both_sides(poly(band, BAND))
+
+
+# -- collars --------------------------------------------------------------------------------
+
+
+@dataclass
+class Neck:
+    """The collar's effect on the body: top edge of the body, hole to cut, pieces to draw."""
+
+    top: np.ndarray  # right half of the body's top edge, centre to shoulder point
+    hole: np.ndarray | None  # opening that shows the mannequin
+    trim: np.ndarray | None  # band drawn around the opening (slightly larger than the hole)
+    pieces: list[Shape]
+    placket_top: float  # where a front placket starts
+
+
+@_memo("collar", "category", "fit")
+def neck(d: Design, trim_region: int) -> Neck:
+    """Geometry of the drawn collar (see COLLAR_BOTTOM for how low each one reaches)."""
+    s = shoulder_point(d)
+    c = d.collar
+    pieces: list[Shape] = []
+    if c == "off_shoulder":
+        edge = quad([0, 1.78], [0.6, 1.8], [s[0] + 0.08, 1.86], 6)
+        band = np.concatenate([edge, (edge + np.array([0.0, 0.12]))[::-1]])
+        pieces += both_sides(poly(band, trim_region))  # the elastic band across the arms
+        return Neck(edge, None, None, pieces, 1.95)
+    if d.category == "camisole":
+        return _camisole_neck(d, trim_region)
+    nw = {"boat_neck": 0.62, "square_neck": 0.42, "turtleneck": 0.2, "stand_collar": 0.22}.get(
+        c, 0.3
+    )
+    base = [[nw, NECK_BASE + 0.02]]
+    base += [[x, y] for x, y in ((0.55, 1.27), (0.88, 1.4)) if nw + 0.05 < x < s[0] - 0.05]
+    top = np.concatenate([[[0.0, NECK_BASE]], base, [s]])
+    hole: np.ndarray | None = None
+    placket_top = 1.7
+    if c == "round_neck":
+        hole = sym(
+            np.concatenate(
+                [[[nw, NECK_BASE - 0.1]], quad([nw, NECK_BASE], [nw, 1.66], [0, 1.67], 6)]
+            )
+        )
+    elif c in ("v_neck", "deep_v_neck"):
+        depth = 2.05 if c == "v_neck" else 2.7
+        hole = sym([[nw, NECK_BASE - 0.1], [nw, NECK_BASE], [0.0, depth]])
+        placket_top = depth
+    elif c == "square_neck":
+        hole = sym([[nw, NECK_BASE - 0.1], [nw, 1.9], [0, 1.9]])
+        placket_top = 1.93
+    elif c == "boat_neck":
+        hole = sym(
+            np.concatenate(
+                [[[nw, NECK_BASE - 0.1]], quad([nw, NECK_BASE + 0.04], [0.3, 1.43], [0, 1.43], 6)]
+            )
+        )
+        placket_top = 1.45
+    elif c == "turtleneck":
+        tube = sym([[0.23, 0.86], [0.25, 1.3], [0.0, 1.36]])
+        pieces.append(poly(tube, COLLAR))
+        for y in (1.0, 1.12):  # roll folds
+            pieces.append(line([[-0.23, y], [0.23, y]], STITCH, 0.025))
+        placket_top = 1.36
+    elif c == "stand_collar":
+        band = sym([[0.22, 1.02], [0.25, 1.3], [0.0, 1.36]])
+        pieces.append(poly(band, COLLAR))
+        pieces.append(line([[0, 1.03], [0, 1.36]], STITCH, 0.03))
+        placket_top = 1.36
+    elif c == "shirt_collar":
+        hole = sym([[0.2, NECK_BASE - 0.12], [0.2, NECK_BASE], [0.0, 1.5]])
+        stand = sym([[0.2, 1.08], [0.22, 1.3], [0.0, 1.34]])
+        pieces.append(poly(stand, COLLAR))
+        flap = np.array([[0.02, 1.3], [0.26, 1.1], [0.5, 1.34], [0.44, 1.45], [0.12, 1.78]])
+        pieces += both_sides(poly(flap, COLLAR))
+        placket_top = 1.5
+    elif c == "peter_pan":
+        hole = sym(
+            np.concatenate(
+                [[[nw, NECK_BASE - 0.1]], quad([nw, NECK_BASE], [nw, 1.48], [0, 1.5], 6)]
+            )
+        )
+        flap = np.concatenate(
+            [
+                [[0.02, 1.5]],
+                quad([0.02, 1.5], [0.04, 1.7], [0.3, 1.7], 5),
+                quad([0.3, 1.7], [0.58, 1.64], [0.5, 1.28], 6),
+                [[0.24, NECK_BASE + 0.02]],
+            ]
+        )
+        pieces += both_sides(poly(flap, COLLAR))
+        placket_top = 1.72
+    elif c == "lapel":
+        depth = 2.65
+        hole = sym([[0.2, NECK_BASE - 0.12], [0.22, NECK_BASE], [0.0, depth]])
+        stand = sym([[0.2, 1.08], [0.24, 1.3], [0.0, 1.36]])
+        pieces.append(poly(stand, COLLAR))
+        collar_flap = np.array([[0.04, 1.32], [0.24, 1.12], [0.5, 1.3], [0.5, 1.56], [0.3, 1.62]])
+        lapel = np.array(
+            [[0.3, 1.62], [0.5, 1.56], [0.62, 1.86], [0.02, depth + 0.02], [0.16, 1.9]]
+        )
+        pieces += both_sides(poly(lapel, COLLAR))
+        pieces += both_sides(poly(collar_flap, COLLAR))
+        placket_top = depth
+    elif c == "hood":
+        outer = np.concatenate(
+            [
+                arc(0, 0.58, 0.6, 0.72, math.pi, 2 * math.pi, 16),
+                [[0.64, 1.3], [0.42, 1.52], [0, 1.6], [-0.42, 1.52], [-0.64, 1.3]],
+            ]
+        )
+        pieces.append(poly(outer, HOOD))
+        pieces.append(poly(arc(0, 0.6, 0.44, 0.58, 0, 2 * math.pi, 20), LINING))
+        pieces.append(ellipse(0, 0.53, 0.32, 0.45, 0))  # the face
+        hole = sym([[0.16, 1.2], [0.0, 1.62]])
+        for x in (-0.12, 0.12):
+            pieces.append(line([[x, 1.5], [x * 1.3, 2.3]], CORD, 0.04))
+            pieces.append(ellipse(x * 1.3, 2.32, 0.035, 0.05, METAL))
+        placket_top = 1.6
+    trim = None
+    if hole is not None:  # a band along the opening, flush with the body's top edge
+        trim = _grow(hole, 0.07)
+        trim[:, 1] = np.maximum(trim[:, 1], NECK_BASE + 0.01)
+    return Neck(top, hole, trim, pieces, placket_top)
+
+
+def _camisole_neck(d: Design, trim_region: int) -> Neck:
+    """Camisoles: no shoulders, a straight/V/square/scoop top edge and thin straps."""
+    c = d.collar
+    y = 1.92
+    if c in ("v_neck", "deep_v_neck"):
+        top = np.array([[0.0, 2.25 if c == "v_neck" else 2.6], [0.32, 1.86], [0.62, 1.9]])
+    elif c == "square_neck":
+        top = np.array([[0.0, 1.88], [0.36, 1.88], [0.38, 1.78], [0.62, 1.82]])
+    else:
+        top = np.concatenate([quad([0, 2.08], [0.3, 2.06], [0.4, y - 0.04], 5), [[0.62, y]]])
+    pieces = both_sides(line([[0.38, top[-2][1] + 0.02], [0.44, 1.26]], trim_region, 0.05))
+    return Neck(top, None, None, pieces, float(top[0][1]))
+
+
+def _grow(pts: np.ndarray, by: float) -> np.ndarray:
+    """The outline pushed outwards from its centroid by about `by` units."""
+    c = pts.mean(0)
+    v = pts - c
+    r = np.linalg.norm(v, axis=1, keepdims=True)
+    return c + v * (1 + by / np.maximum(r, 1e-6))
+
+
+# -- plackets ---------------------------------------------------------------------------------
+
+
+def placket(d: Design, top: float, trim_region: int) -> tuple[list[Shape], np.ndarray | None]:
+    """Shapes of the front closure, and an opening (to cut) for open fronts."""
+    p, hem = d.placket, d.hem_y
+    out: list[Shape] = []
+    if p == "none":
+        return out, None
+    bottom = hem - (0.25 if d.hem_band else 0.05)
+    if p == "single_breasted":
+        end = min(2.3, bottom) if d.category == "polo" else bottom
+        out.append(poly([[-0.08, top], [0.08, top], [0.08, end], [-0.08, end]], trim_region))
+        for y in np.arange(top + 0.18, end - 0.05, 0.4):
+            out.append(ellipse(0, y, 0.065, 0.065, BUTTON))
+    elif p == "double_breasted":  # the top front laps over to the right: two button columns
+        start = max(top, 1.7)
+        out.append(line([[0.34, start], [0.34, bottom]], trim_region, 0.06))
+        for y in np.arange(start + 0.25, min(bottom, 4.3), 0.5)[:3]:
+            out += both_sides(ellipse(0.2, y, 0.065, 0.065, BUTTON))
+    elif p in ("zip", "half_zip"):  # zip tape, metal teeth and a pull
+        end = min(top + 1.0, bottom) if p == "half_zip" else bottom
+        out.append(line([[0, top], [0, end]], trim_region, 0.17))
+        out.append(line([[0, top], [0, end]], METAL, 0.07))
+        out.append(line([[0, top], [0, end]], STITCH, 0.02))
+        tab = [[-0.06, top + 0.02], [0.06, top + 0.02], [0.04, top + 0.28], [-0.04, top + 0.28]]
+        out.append(poly(tab, METAL))
+        out.append(ellipse(0, end, 0.06, 0.04, METAL))
+    elif p == "open_front":
+        hole = np.array([[-0.1, top], [0.1, top], [0.28, bottom + 0.3], [-0.28, bottom + 0.3]])
+        out += both_sides(line([[0.12, top], [0.31, bottom]], trim_region, 0.1))
+        return out, hole
+    elif p == "wrap":  # one front crosses over the other to a tie at the side of the waist
+        knot = np.array([0.6, WAIST_Y - 0.1])
+        out.append(line([[0.26, NECK_BASE + 0.04], [0.02, 2.05]], STITCH, 0.04))
+        out.append(line([[-0.28, NECK_BASE + 0.04], knot], trim_region, 0.15))
+        out.append(line([knot, [0.8, bottom]], STITCH, 0.04))
+        out.append(ellipse(knot[0], knot[1], 0.12, 0.09, trim_region))
+        out.append(line([knot, knot + np.array([0.14, 0.6])], trim_region, 0.08))
+        out.append(line([knot, knot + np.array([-0.05, 0.65])], trim_region, 0.08))
+    return out, None

@@ -1,0 +1,720 @@
+"""One product photo: plan the frame from the labels, draw the figure, light and shade it.
+
+Invisibility is made by the camera, not painted: a hidden collar is cropped off by the top of the
+frame, a hidden hem by its bottom (the garment is drawn long enough to run out of frame), hidden
+sleeves either run out of the frame or the arms are held behind the back. The frame is chosen by
+`plan_view` so that every *visible* attribute is entirely inside it (sleeve ends with the hands,
+the hem with enough leg below it to judge the length, the collar with the head above it).
+
+Shapes are rasterised with ImageDraw on a canvas twice the output size and reduced 2x (box
+filter), which anti-aliases every edge; surfaces are numpy maps over the garment's bounding box.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
+
+from attire.data.synth import garment as g
+from attire.data.synth.decor import Visible, trend_shapes
+from attire.data.synth.labels import LabelError, check_labels
+from attire.data.synth.surface import (
+    F32,
+    fabric_maps,
+    luminance,
+    pattern_ink,
+    sample_colour,
+    secondary_ink,
+    texture_maps,
+    tone_on_tone,
+)
+
+SUPERSAMPLE = 2
+_CUFF_CATEGORIES = ("shirt", "sweater", "hoodie", "cardigan", "jacket", "coat", "polo")
+_MANNEQUIN_TONES = np.array(
+    [
+        [0.93, 0.8, 0.7],
+        [0.8, 0.62, 0.5],
+        [0.52, 0.37, 0.29],
+        [0.9, 0.89, 0.86],
+        [0.58, 0.58, 0.6],
+        [0.2, 0.2, 0.22],
+    ],
+    F32,
+)
+
+
+@dataclass
+class View:
+    """The frame in body units: centre x, top y, side length, and a small rotation (radians)."""
+
+    xc: float
+    y0: float
+    h: float
+    angle: float
+    clear_x: float  # the figure lies within |x| <= clear_x
+
+
+@dataclass
+class Plan:
+    """Everything decided before drawing: the drawable design, the frame and what it shows."""
+
+    labels: dict
+    design: g.Design
+    view: View
+    visible: Visible
+    show_collar: bool
+    show_sleeves: bool
+    show_hem: bool
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+
+def _drawn_collar(labels: dict, rng: np.random.Generator) -> str:
+    """The label's collar, or a shallow stand-in that a crop can hide when it is invisible."""
+    if labels["collar"] != "invisible":
+        return labels["collar"]
+    if labels["category"] == "camisole":
+        return "square_neck"
+    if labels["category"] == "hoodie":
+        return "stand_collar"
+    return str(rng.choice(["round_neck", "stand_collar", "boat_neck"]))
+
+
+def _collar_bottom(d: g.Design) -> float:
+    if d.category == "camisole":
+        return {"v_neck": 2.3, "deep_v_neck": 2.65, "square_neck": 1.93}.get(d.collar, 2.12)
+    return g.COLLAR_BOTTOM[d.collar]
+
+
+def plan(labels: dict, rng: np.random.Generator) -> Plan:
+    """Resolve hidden attributes into drawable ones and choose a frame that hides exactly them."""
+    cat = labels["category"]
+    show_collar = labels["collar"] != "invisible"
+    show_sleeves = labels["sleeve_length"] != "invisible"
+    show_hem = labels["garment_length"] != "invisible"
+    sleeve = labels["sleeve_length"]
+    arms_hidden = False
+    if not show_sleeves:
+        croppable = cat not in ("vest", "camisole") and labels["garment_length"] in (
+            "high_waist",
+            "invisible",
+        )
+        if croppable and rng.random() < 0.6:
+            sleeve = "extra_long_sleeves" if rng.random() < 0.5 else "long_sleeves"
+        else:
+            sleeve, arms_hidden = "sleeveless", True
+    spread = round(rng.uniform(12, 18) * 2) / 2  # half-degree steps: outlines can be cached
+    angle = math.radians(spread + (3 if labels["fit"] == "oversized" else 0))
+    hem = g.HEM_Y[labels["garment_length"]] if show_hem else 0.0
+    d = g.Design(
+        category=cat,
+        fit=labels["fit"],
+        collar=_drawn_collar(labels, rng),
+        sleeve=sleeve,
+        arms_hidden=arms_hidden,
+        hem_y=hem,
+        placket=labels["placket"],
+        texture=labels["texture"],
+        fabric=labels["fabric"],
+        arm_angle=angle,
+    )
+    d.curved_hem = (cat == "shirt" and rng.random() < 0.7) or (
+        cat == "blouse" and rng.random() < 0.2
+    )
+    d.hem_band = cat in ("sweater", "hoodie", "cardigan") or (
+        cat == "jacket" and rng.random() < 0.5
+    )
+    d.cuffs = cat in _CUFF_CATEGORIES and g.SLEEVE_FRACTION.get(sleeve, 0) >= 0.7
+    d.kangaroo = cat == "hoodie"
+    d.belt = cat == "coat" and rng.random() < 0.35
+    if d.curved_hem and d.texture == "pleated":
+        d.curved_hem = False
+    view = plan_view(d, show_collar, show_sleeves, show_hem, rng)
+    visible = Visible(
+        top=view.y0,
+        bottom=min(view.y0 + view.h, d.hem_y),
+        hem_in_view=show_hem,
+        sleeves=show_sleeves and sleeve != "sleeveless",
+        neck_y=g.COLLAR_BOTTOM.get(d.collar, 1.6) if d.collar != "lapel" else 2.65,
+    )
+    return Plan(labels, d, view, visible, show_collar, show_sleeves, show_hem)
+
+
+def plan_view(
+    d: g.Design, show_collar: bool, show_sleeves: bool, show_hem: bool, rng: np.random.Generator
+) -> View:
+    """A square frame containing every visible attribute and none of the hidden ones.
+
+    Sets `d.hem_y` when the length is hidden (the garment is drawn long enough to leave the
+    frame), and falls back to arms behind the back when cropped-off sleeves cannot fit.
+    """
+    top = g.COLLAR_TOP.get(d.collar, 1.0) if d.category != "camisole" else 1.0
+    if show_collar:
+        y0 = min(rng.uniform(0.25, 0.75), top - rng.uniform(0.1, 0.25))
+    else:
+        y0 = _collar_bottom(d) + rng.uniform(0.12, 0.35)
+    sleeve_crop = not show_sleeves and not d.arms_hidden
+    for _ in range(2):
+        widest = float(g.half_width(d, d.hem_y if show_hem else 4.5))
+        need_x = widest + 0.15
+        lo = 0.0
+        hi = 9.2  # the floor is at 8.02: below ~9 there is only backdrop
+        if show_sleeves:
+            reach_x, reach_y = g.sleeve_reach(d)
+            need_x = max(need_x, reach_x + 0.1)
+            lo = max(lo, reach_y + 0.1)
+        elif sleeve_crop:
+            e, _ = g.sleeve_end(d)
+            hi = min(hi, e[1] - 0.45)
+        lo = max(lo, y0 + 2 * need_x)
+        if show_hem:
+            lo = max(lo, d.hem_y + rng.uniform(0.7, 1.1), 4.3)
+        else:
+            d.hem_y = max(lo + rng.uniform(0.5, 1.4), 3.9)
+            hi = min(hi, d.hem_y - 0.35)
+        if lo <= hi or not sleeve_crop:
+            break
+        d.sleeve, d.arms_hidden, sleeve_crop = "sleeveless", True, False
+        d.cuffs = False
+    y1 = lo + rng.uniform(0, max(0.0, min(0.45, hi - lo)))
+    h = y1 - y0
+    slack = max(0.0, h / 2 - need_x)
+    xc = rng.uniform(-1, 1) * min(slack, 0.25)
+    return View(xc, y0, h, math.radians(rng.uniform(-3, 3)), need_x)
+
+
+# -- shapes -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Colours:
+    main: np.ndarray
+    ink: np.ndarray  # the patterns' second colour (secondary colour, or a shade of the main)
+    mannequin: np.ndarray
+    lut: np.ndarray  # (N_REGIONS, 3) base colour of each region
+
+
+def shapes(p: Plan, rng: np.random.Generator) -> tuple[list[g.Shape], str]:
+    """Every shape in drawing order, and how the secondary colour is carried ('trim' etc.)."""
+    d, lab = p.design, p.labels
+    out = list(g.mannequin(d.arm_angle, not d.arms_hidden))
+    one_pattern = lab["main_pattern"] == "solid" and lab["secondary_pattern"] == "none"
+    trim_mode = one_pattern and lab["secondary_colour"] != "none"
+    trim_region = g.TRIM if trim_mode else g.BAND
+    if trim_mode and p.show_hem and d.category not in ("camisole",):
+        d.hem_band = True
+    if trim_mode and p.show_sleeves and d.sleeve not in ("sleeveless", "cup_sleeves"):
+        d.cuffs = True
+    nk = g.neck(d, trim_region)
+    behind = [s.value in (g.HOOD, g.LINING, 0) for s in nk.pieces]  # the hood frames the head
+    out += [s for s, b in zip(nk.pieces, behind, strict=True) if b]
+    body = g.body_outline(d)
+    out.append(g.poly(body, g.BODY))
+    out += _panels(p, trim_mode, rng)
+    if d.hem_band:
+        hw = float(g.half_width(d, d.hem_y)) + 0.01
+        band = [
+            [hw, d.hem_y - 0.22],
+            [hw - 0.06, d.hem_y],
+            [-hw + 0.06, d.hem_y],
+            [-hw, d.hem_y - 0.22],
+        ]
+        out.append(g.poly(band, g.TRIM if trim_mode else g.BAND))
+    if d.kangaroo and d.hem_y > 3.2:
+        y = min(d.hem_y - 0.25, 3.5)
+        out.append(g.poly([[-0.5, y - 0.62], [0.5, y - 0.62], [0.68, y], [-0.68, y]], g.POCKET))
+        out += g.both_sides(g.line([[0.5, y - 0.62], [0.68, y]], g.STITCH, 0.05))
+    if d.sleeve != "sleeveless" and not d.arms_hidden:
+        out.append(g.poly(g.sleeve_shape(d), g.SLEEVE))
+        out.append(g.poly(g.sleeve_shape(d, True), g.SLEEVE))
+        if d.cuffs:
+            cuff = g.cuff(d, 0.2 if d.category in ("shirt", "coat", "jacket") else 0.16)
+            out += [g.Shape(s.kind, s.pts, g.TRIM if trim_mode else g.BAND) for s in cuff]
+    if nk.trim is not None:
+        out.append(g.poly(nk.trim, g.TRIM if trim_mode else g.BAND))
+    if nk.hole is not None:
+        out.append(g.poly(nk.hole, 0))
+    out += [s for s, b in zip(nk.pieces, behind, strict=True) if not b]
+    pl, opening = g.placket(d, nk.placket_top, g.TRIM if trim_mode else g.BAND)
+    if opening is not None:
+        out.append(g.Shape("poly", opening, 1, layer="hole"))
+    out += pl
+    if d.belt:
+        y = g.WAIST_Y + 0.1
+        hw = float(g.half_width(d, y)) + 0.02
+        out.append(
+            g.poly(
+                [[-hw, y - 0.09], [hw, y - 0.09], [hw, y + 0.09], [-hw, y + 0.09]],
+                g.TRIM if trim_mode else g.BAND,
+            )
+        )
+        out.append(g.ellipse(0.0, y, 0.12, 0.1, g.METAL))
+    out += _category_details(p, nk.placket_top)
+    if d.fabric == "denim":
+        out += _topstitching(d, body)
+    out += trend_shapes(d, list(lab["trend_elements"]), p.visible, rng)
+    return out, ("trim" if trim_mode else "pattern")
+
+
+def _category_details(p: Plan, neck_y: float) -> list[g.Shape]:
+    """Seams and details that tell categories apart whatever the other attributes are."""
+    d, cat = p.design, p.design.category
+    out: list[g.Shape] = []
+    hem = d.hem_y - (0.22 if d.hem_band else 0.0)
+    if cat == "shirt":  # yoke seam
+        out.append(g.line([[-0.9, 1.72], [0.9, 1.72]], g.STITCH, 0.02, "detail"))
+    elif cat in ("t_shirt", "polo") and not d.hem_band:  # twin-needle hem
+        hw = float(g.half_width(d, hem)) - 0.02
+        for dy in (0.08, 0.12):
+            out.append(g.line([[-hw, hem - dy], [hw, hem - dy]], g.STITCH, 0.014, "detail"))
+    elif cat == "blouse" and p.show_collar and d.collar != "off_shoulder":  # gathers
+        y = min(neck_y, 1.75) + 0.04
+        for x in np.linspace(-0.3, 0.3, 6):
+            out.append(g.line([[x * 0.8, y], [x, y + 0.3]], g.STITCH, 0.018, "detail"))
+    elif cat in ("jacket", "coat"):  # princess seams and welt pockets
+        for sx in (-1, 1):
+            out.append(
+                g.line(
+                    [[sx * 0.55, 1.4], [sx * 0.45, 2.6], [sx * 0.5, hem]], g.STITCH, 0.02, "detail"
+                )
+            )
+            if hem > 3.3:
+                y = min(3.15, hem - 0.3)
+                out.append(
+                    g.line([[sx * 0.35, y], [sx * 0.72, y - 0.08]], g.STITCH, 0.04, "detail")
+                )
+    return out
+
+
+def _panels(p: Plan, trim_mode: bool, rng: np.random.Generator) -> list[g.Shape]:
+    """Colour-block panels, or the panel that carries a secondary pattern where sleeves cannot
+    (absent, hidden or too short to show it); always inside the visible rows of the body."""
+    d, lab, vis = p.design, p.labels, p.visible
+    body_top = 1.9 if d.category == "camisole" else g.NECK_BASE
+    y_top, y_bot = max(vis.top, body_top), min(vis.bottom, d.hem_y)
+    span = max(y_bot - y_top, 0.3)
+    wide = 3.0
+    if lab["main_pattern"] == "colour_block":  # the second colour takes at most ~40%
+        style = ("lower", "side", "diagonal", "centre")[int(rng.integers(4))]
+        if style == "lower":
+            split = y_bot - 0.38 * span
+            return [_panel([[-wide, split], [wide, split], [wide, 9], [-wide, 9]], g.PANEL)]
+        if style == "side":
+            return [_panel([[0.3, 0], [wide, 0], [wide, 9], [0.3, 9]], g.PANEL)]
+        if style == "centre":
+            return [_panel([[-0.3, 0], [0.3, 0], [0.3, 9], [-0.3, 9]], g.PANEL)]
+        a, b = y_top + 0.45 * span, y_bot - 0.05 * span
+        return [_panel([[wide, a - 1.5], [wide, 9], [-wide, 9], [-wide, b + 1.5]], g.PANEL)]
+    sleeves_show = vis.sleeves and not d.arms_hidden and d.sleeve != "sleeveless"
+    long_sleeves = sleeves_show and g.SLEEVE_FRACTION.get(d.sleeve, 0) >= 0.5 and vis.top < 1.5
+    if lab["secondary_pattern"] != "none" and not long_sleeves:
+        if vis.top < body_top + 0.05 and d.category != "camisole":  # a yoke
+            y = y_top + max(0.4 * span, 0.5)
+            return [_panel([[-wide, 0], [wide, 0], [wide, y], [-wide, y]], g.PANEL)]
+        if vis.hem_in_view:  # a deep band above the hem
+            y = y_bot - max(0.4 * span, 0.45)
+            return [_panel([[-wide, y], [wide, y], [wide, 9], [-wide, 9]], g.PANEL)]
+        hw = float(g.half_width(d, y_top))
+        return [
+            _panel([[hw * 0.45, 0], [wide, 0], [wide, 9], [hw * 0.45, 9]], g.PANEL),
+            _panel([[-hw * 0.45, 0], [-wide, 0], [-wide, 9], [-hw * 0.45, 9]], g.PANEL),
+        ]
+    if trim_mode and not (vis.hem_in_view or vis.sleeves or vis.top < 1.6):
+        hw = float(g.half_width(d, y_top))
+        return [
+            _panel([[hw - 0.2, 0], [wide, 0], [wide, 9], [hw - 0.2, 9]], g.TRIM),
+            _panel([[-hw + 0.2, 0], [-wide, 0], [-wide, 9], [-hw + 0.2, 9]], g.TRIM),
+        ]
+    return []
+
+
+def _panel(pts: list, value: int) -> g.Shape:
+    """A region that recolours the body where it overlaps it (and nothing else)."""
+    return g.Shape("poly", np.asarray(pts, float), value, layer="panel")
+
+
+def _topstitching(d: g.Design, body: np.ndarray) -> list[g.Shape]:
+    """Denim's contrast stitching: along the hem, the sides and the yoke."""
+    hw = float(g.half_width(d, d.hem_y)) - 0.08
+    out = [g.line([[-hw, d.hem_y - 0.1], [hw, d.hem_y - 0.1]], g.TOPSTITCH, 0.035, "detail")]
+    yoke = [[-0.95, 1.8], [-0.3, 1.95], [0.3, 1.95], [0.95, 1.8]]
+    out.append(g.line(yoke, g.TOPSTITCH, 0.035, "detail"))
+    for sx in (-1, 1):
+        side = [[sx * 0.5, 1.95], [sx * 0.55, d.hem_y - 0.1]]
+        out.append(g.line(side, g.TOPSTITCH, 0.035, "detail"))
+    return out
+
+
+# -- colours --------------------------------------------------------------------------------
+
+
+def colours(p: Plan, mode: str, rng: np.random.Generator) -> Colours:
+    lab = p.labels
+    main = sample_colour(lab["main_colour"], rng)
+    sec = None if lab["secondary_colour"] == "none" else sample_colour(lab["secondary_colour"], rng)
+    ink = sec if sec is not None else tone_on_tone(main)
+    shade = tone_on_tone(main) * 0.35 + main * 0.65
+    trim = sec if sec is not None else shade
+    lut = np.zeros((g.N_REGIONS, 3), F32)
+    lut[[g.BODY, g.SLEEVE, g.HOOD, g.RUFFLE, g.COLLAR]] = main
+    lut[g.PANEL] = ink if lab["main_pattern"] == "colour_block" else main
+    lut[g.TRIM] = trim
+    lut[g.POCKET] = trim  # plain pockets read as pockets on any pattern
+    lut[g.BAND] = shade
+    if mode == "trim" and p.design.collar in ("peter_pan", "shirt_collar", "stand_collar"):
+        lut[g.COLLAR] = trim
+    lut[g.LINING] = main * 0.55
+    dark = luminance(main) < 0.35
+    lut[g.STITCH] = np.clip(main + 0.22, 0, 1) if dark else main * 0.55
+    lut[g.TOPSTITCH] = (0.86, 0.62, 0.22)
+    metal = [(0.78, 0.78, 0.8), (0.82, 0.66, 0.3), (0.38, 0.38, 0.4)][int(rng.integers(3))]
+    lut[g.METAL] = metal
+    button = [(0.12, 0.1, 0.1), (0.95, 0.94, 0.9), metal, tuple(shade)][int(rng.integers(4))]
+    lut[g.BUTTON] = button
+    hues = rng.permutation(
+        [(0.9, 0.2, 0.25), (0.98, 0.8, 0.2), (0.2, 0.6, 0.3), (0.3, 0.45, 0.9), (0.95, 0.55, 0.7)]
+    )
+    lut[[g.THREAD_A, g.THREAD_B, g.THREAD_C]] = hues[:3]
+    lut[g.CORD] = trim if rng.random() < 0.5 else ((0.96, 0.96, 0.94) if dark else (0.1, 0.1, 0.1))
+    mann = _MANNEQUIN_TONES[int(rng.integers(len(_MANNEQUIN_TONES)))]
+    for _ in range(6):
+        if abs(luminance(mann) - luminance(main)) > 0.18:
+            break
+        mann = _MANNEQUIN_TONES[int(rng.integers(len(_MANNEQUIN_TONES)))]
+    return Colours(main, ink, mann, lut)
+
+
+@dataclass(frozen=True)
+class Light:
+    """Studio light: brightness plus a linear gradient over the frame (coordinates -0.5..0.5)."""
+
+    level: float
+    gx: float
+    gy: float
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> Light:
+        gx, gy = rng.uniform(-0.12, 0.12, 2)
+        return cls(float(rng.uniform(0.94, 1.06)), float(gx), float(gy))
+
+    def grid(self, rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+        """Light factor at pixel rows x cols of an n x n canvas."""
+        ty = ((rows + 0.5) / n - 0.5).astype(F32)
+        tx = ((cols + 0.5) / n - 0.5).astype(F32)
+        return self.level + self.gx * tx[None, :] + self.gy * ty[:, None]
+
+
+def background(
+    n: int,
+    main: np.ndarray,
+    p: Plan,
+    light: Light,
+    silhouette: Image.Image,
+    rng: np.random.Generator,
+) -> Image.Image:
+    """A studio backdrop with the figure's soft shadow: low-saturation tone, gradient, vignette,
+    kept apart from the garment's brightness so the silhouette shows. Smooth, so drawn at a
+    quarter of the canvas size (like `silhouette`) and scaled up."""
+    r = rng.random()
+    if r < 0.6:
+        v, s = rng.uniform(0.78, 0.97), rng.uniform(0, 0.05)
+    elif r < 0.85:
+        v, s = rng.uniform(0.8, 0.95), rng.uniform(0.06, 0.16)
+    else:
+        v, s = rng.uniform(0.35, 0.6), rng.uniform(0, 0.06)
+    lm = luminance(main)
+    if abs(v - lm) < 0.2:
+        v = v - 0.35 if lm > 0.5 else v + 0.3
+        v = min(max(v, 0.08), 0.97)
+    hue = rng.uniform(0, 2 * math.pi)
+    tint = np.array([math.cos(hue), math.cos(hue - 2.1), math.cos(hue + 2.1)], F32)
+    tone = np.clip(v * (1 + s * tint), 0, 1).astype(F32)
+    # smooth, so computed at the output size and repeated 2x2 (the final reduce undoes that)
+    m = n // SUPERSAMPLE
+    idx = np.arange(m) * SUPERSAMPLE + SUPERSAMPLE // 2
+    ys = np.linspace(-0.5, 0.5, m, dtype=F32)
+    vign = rng.uniform(0.0, 0.25)
+    vert = (1 + rng.uniform(-0.12, 0.12) * ys) * (1 - vign * ys**2)
+    prof = vert[:, None] * (1 - vign * ys[None, :] ** 2) * light.grid(idx, idx, n)
+    floor_y = (g.FLOOR_Y - 0.04 - p.view.y0) / p.view.h
+    if floor_y < 1:
+        prof[max(0, int(floor_y * m)) :] *= F32(0.93)
+    # the shadow: the silhouette (a quarter of the canvas) blurred, shifted down and sideways
+    k = _BG_STEP // SUPERSAMPLE
+    sil = np.zeros((m, m), F32)
+    up = np.asarray(silhouette.filter(ImageFilter.BoxBlur(2)), F32).repeat(k, 0).repeat(k, 1)
+    sil[: up.shape[0], : up.shape[1]] = up[:m, :m] * F32(1 / 255)  # odd sizes: pad the edge
+    dx, dy = (int(v) for v in rng.integers(1, max(2, m // 20), 2))
+    dx *= int(rng.choice([-1, 1]))
+    shifted = np.zeros_like(sil)
+    shifted[dy:, max(dx, 0) : m + min(dx, 0)] = sil[: m - dy, max(-dx, 0) : m - max(dx, 0)]
+    prof *= 1 - rng.uniform(0.15, 0.35) * shifted
+    # colour = brightness x tone, as grey levels times a solid tint (both done by Pillow in C)
+    top = float(tone.max()) or 1.0
+    grey = np.clip(prof * F32(255 * top) + F32(0.5), 0, 255).astype(np.uint8)
+    tint = Image.new("RGB", (m, m), _rgb(tone / top))
+    rgb = ImageChops.multiply(Image.fromarray(grey, "L").convert("RGB"), tint)
+    return rgb.resize((n, n), Image.NEAREST)
+
+
+_BG_STEP = 4
+
+
+# -- raster -----------------------------------------------------------------------------------
+
+
+class Raster:
+    """Units -> canvas pixels for one view (scale, offset, rotation about the centre)."""
+
+    def __init__(self, view: View, n: int):
+        self.n, self.s = n, n / view.h
+        c, si = math.cos(view.angle), math.sin(view.angle)
+        # pixel = R @ ((x - xc) * s, (y - y0) * s - n/2) + (n/2, n/2)
+        self.m = np.array([[c * self.s, -si * self.s], [si * self.s, c * self.s]])
+        off = np.array([-view.xc * self.s, -view.y0 * self.s - n / 2])
+        self.t = self.m @ (off / self.s) + np.array([n / 2, n / 2])
+        self.inv = self.m.T / self.s**2  # m is a scaled rotation
+
+    def units(self, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(u, v) unit coordinates of canvas points (pixel centres are at +0.5)."""
+        a = self.inv.astype(F32)
+        x, y = px - F32(self.t[0]), py - F32(self.t[1])
+        return a[0, 0] * x + a[0, 1] * y, a[1, 0] * x + a[1, 1] * y
+
+    def project(self, shapes: list[g.Shape]) -> list[np.ndarray]:
+        """Every shape's points in canvas pixels (one matrix product for all of them)."""
+        allpts = np.concatenate([sh.pts for sh in shapes]) @ self.m.T + self.t
+        return np.split(allpts, np.cumsum([len(sh.pts) for sh in shapes])[:-1])
+
+    def draw(
+        self,
+        shapes: list[g.Shape],
+        pts: list[np.ndarray],
+        layers: dict[str, ImageDraw.ImageDraw],
+        fill: object = None,
+        outline: object = None,
+        scale: float = 1.0,
+    ) -> None:
+        """Rasterise projected shapes onto the layer each names. `fill`/`outline` override the
+        shape's value (to paint the mannequin straight onto the RGB canvas, outlined); `scale`
+        draws on a smaller canvas."""
+        for s, q in zip(shapes, pts, strict=True):
+            d = layers.get(s.layer)
+            if d is None:
+                continue
+            if scale != 1.0:
+                q = q * scale
+            value = s.value if fill is None else fill
+            if s.kind == "poly":
+                flat = q.ravel().tolist()
+                d.polygon(flat, fill=value)
+                if outline is not None:  # a line, not polygon(width=2): that one builds masks
+                    d.line([*flat, *flat[:2]], fill=outline, width=2)
+            elif s.kind == "line":
+                w = max(1, round(s.width * self.s * scale))
+                d.line(q.ravel().tolist(), fill=value, width=w, joint="curve")
+            else:
+                c = q.mean(0)
+                r = np.abs(s.pts[1] - s.pts[0]) * (self.s * scale / 2)
+                box = [c[0] - r[0], c[1] - r[1], c[0] + r[0], c[1] + r[1]]
+                d.ellipse(box, fill=value, outline=outline, width=2)
+
+
+# -- compositing ------------------------------------------------------------------------------
+
+
+def _edges(region: np.ndarray) -> np.ndarray:
+    """Pixels whose right or lower neighbour belongs to another region (seams, outlines)."""
+    e = np.zeros(region.shape, bool)
+    e[:, :-1] |= region[:, :-1] != region[:, 1:]
+    e[:-1, :] |= region[:-1, :] != region[1:, :]
+    e[:, 1:] |= region[:, 1:] != region[:, :-1]
+    e[1:, :] |= region[1:, :] != region[:-1, :]
+    return e
+
+
+def render(labels: dict, size: int = 128, rng: np.random.Generator | None = None) -> Image.Image:
+    """Draw one garment with these (clean) labels as a size x size RGB image.
+
+    labels: every task of the default taxonomy -> class id (a list of ids for trend_elements),
+    as `LabelModel.sample` returns them; rng: drives every random choice of the drawing.
+    """
+    rng = rng if rng is not None else np.random.default_rng()
+    check_labels(labels)
+    if size < 16:
+        raise LabelError(f"image size must be at least 16 pixels (got {size})")
+    p = plan(labels, rng)
+    figure, mode = shapes(p, rng)
+    col = colours(p, mode, rng)
+    n = size * SUPERSAMPLE
+    raster = Raster(p.view, n)
+    pts = raster.project(figure)
+
+    layers = {k: Image.new("L", (n, n), 0) for k in ("garment", "hole", "panel", "detail")}
+    raster.draw(figure, pts, {k: ImageDraw.Draw(im) for k, im in layers.items()})
+    # the shadow is blurred anyway: its silhouette is drawn at a quarter of the canvas size
+    side = -(-n // _BG_STEP)  # the size Image.reduce gives
+    small = Image.new("L", (side, side), 0)
+    raster.draw(figure, pts, {"mannequin": ImageDraw.Draw(small)}, 255, scale=1 / _BG_STEP)
+    garment = np.asarray(layers["garment"].reduce(_BG_STEP)) > 0
+    small = Image.fromarray(np.maximum(np.asarray(small), garment * np.uint8(255)))
+
+    light = Light.sample(rng)
+    img = background(n, col.main, p, light, small, rng)
+    fill, edge = _rgb(col.mannequin * light.level), _rgb(col.mannequin * 0.8 * light.level)
+    raster.draw(figure, pts, {"mannequin": ImageDraw.Draw(img)}, fill, edge)
+    box = layers["garment"].getbbox()
+    if box is not None:
+        region = np.asarray(layers["garment"].crop(box))
+        panel = np.asarray(layers["panel"].crop(box))  # recolours the body only
+        region = np.where((panel > 0) & (region == g.BODY), panel, region)
+        detail = np.asarray(layers["detail"].crop(box))  # seams: on any part of the garment
+        region = np.where((detail > 0) & (region > 0), detail, region)
+        hole = np.asarray(layers["hole"].crop(box))
+        rgba = _garment(region, hole, box, raster, p, col, light, rng)
+        img.paste(rgba, box[:2], rgba)
+    prop = _prop(p, rng)
+    if prop:
+        fill = _rgb(sample_colour(str(rng.choice(_PROP_COLOURS)), rng) * light.level)
+        edge = _rgb(np.array(fill, F32) / 255 * 0.7)
+        raster.draw(prop, raster.project(prop), {"prop": ImageDraw.Draw(img)}, fill, edge)
+    return img.reduce(SUPERSAMPLE)
+
+
+_PROP_COLOURS = ("brown", "beige", "grey", "white", "green")
+
+
+def _prop(p: Plan, rng: np.random.Generator) -> list[g.Shape]:
+    """Now and then a studio prop (box, plant pot, stool) in a bottom corner, beside the figure
+    where the frame leaves room (tall frames): it hides backdrop, never the garment or body."""
+    v = p.view
+    side = float(rng.choice([-1.0, 1.0]))
+    inner = side * (v.clear_x + 0.1)
+    edge = v.xc + side * v.h / 2
+    if rng.random() > 0.25 or side * (edge - inner) < 0.6:
+        return []
+    bottom = v.y0 + v.h
+    top = bottom - rng.uniform(0.2, 0.35) * v.h
+    outer = edge + side  # beyond the frame
+    kind = int(rng.integers(3))
+    if kind == 0:  # a box
+        box = [[inner, top], [outer, top], [outer, 9.5], [inner, 9.5]]
+        return [g.Shape("poly", np.array(box), 1, layer="prop")]
+    if kind == 1:  # a plant pot with leaves
+        mid, w = (inner + edge) / 2, abs(edge - inner) / 2
+        pot = [[mid - w * 0.7, top + 0.5], [mid + w * 0.7, top + 0.5], [mid + w * 0.5, 9.5],
+               [mid - w * 0.5, 9.5]]  # fmt: skip
+        leaves = [
+            g.ellipse(mid + dx * w, top + 0.3, 0.35 * w, 0.3, 1, "prop") for dx in (-0.4, 0.4)
+        ]
+        return [*leaves, g.Shape("poly", np.array(pot), 1, layer="prop")]
+    seat = [[inner, top], [outer, top], [outer, top + 0.15], [inner, top + 0.15]]
+    leg = g.line([[inner + side * 0.1, top + 0.1], [inner + side * 0.1, 9.5]], 1, 0.08, "prop")
+    return [g.Shape("poly", np.array(seat), 1, layer="prop"), leg]
+
+
+def _rgb(c: np.ndarray) -> tuple[int, int, int]:
+    r, g_, b = (min(255, max(0, int(float(x) * 255 + 0.5))) for x in c)
+    return (r, g_, b)
+
+
+def _garment(
+    region2d: np.ndarray,
+    hole: np.ndarray,
+    box: tuple[int, int, int, int],
+    raster: Raster,
+    p: Plan,
+    col: Colours,
+    light: Light,
+    rng: np.random.Generator,
+) -> Image.Image:
+    """Colour, pattern, texture and fabric of the garment in its bounding box (left, top, right,
+    bottom), given its region and hole maps cropped to that box, as an RGBA image.
+
+    Maps are computed on the garment's pixels only, colours as (3, k) planes: contiguous 1-D
+    work that is several times faster than (k, 3) rows.
+    """
+    c0, r0 = box[:2]
+    h, w = region2d.shape
+    inside = region2d.ravel() > 0
+    region = region2d.ravel()[inside]
+    px, py = (a[r0 : r0 + h, c0 : c0 + w].ravel()[inside] for a in _pixel_grid(raster.n))
+    u, v = raster.units(px, py)
+    lab = p.labels
+    alb = np.take(col.lut.T, region, axis=1)
+
+    main_lut = np.zeros(g.N_REGIONS, bool)
+    main_lut[[g.BODY, g.HOOD, g.RUFFLE]] = True
+    sec_lut = np.zeros(g.N_REGIONS, bool)
+    sec_lut[g.PANEL] = True
+    if lab["secondary_pattern"] != "none":
+        sec_lut[g.SLEEVE] = True
+    elif lab["main_pattern"] != "colour_block":
+        main_lut[g.SLEEVE] = True
+    ink = pattern_ink(lab["main_pattern"], u, v, raster.s, rng, _chest_box(p))
+    cover = None if ink is None else np.where(main_lut[region], ink, F32(0))
+    if lab["secondary_pattern"] != "none":  # same ink colour, on other regions
+        sink = np.where(
+            sec_lut[region], secondary_ink(lab["secondary_pattern"], u, v, raster.s, rng), F32(0)
+        )
+        cover = sink if cover is None else cover + sink
+    if cover is not None:
+        alb += cover * (col.ink[:, None] - alb)
+
+    fabric = _FABRIC_LUT[region]
+    tm, ta, talpha = texture_maps(lab["texture"], u, v, raster.s, rng, top=p.visible.top)
+    rim = _rim(region2d > 0, raster.s).ravel()[inside] if lab["fabric"] == "velvet" else None
+    fm, fa, falpha = fabric_maps(lab["fabric"], u, v, raster.s, rng, rim)
+    if p.design.category in ("sweater", "cardigan", "hoodie", "polo"):  # rib-knit bands
+        period = max(0.06, 4 / raster.s)
+        rib = np.where(u / period - np.floor(u / period) < 0.4, F32(0.8), F32(1.0))
+        tm = np.where(region == g.BAND, rib, tm)
+    lit = light.level + light.gx * (px / raster.n - 0.5) + light.gy * (py / raster.n - 0.5)
+    mult = np.where(fabric, tm * fm * lit, lit)
+    mult = np.where(_edges(region2d).ravel()[inside], mult * F32(0.72), mult)
+    add = np.where(fabric, ta + fa, F32(0.0)) * F32(255)
+    rgb = alb * (mult * F32(255))
+    rgb += add
+    rgb = np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
+    alpha = np.where(fabric, talpha * falpha, F32(1.0)) * F32(255)
+    alpha = np.where(hole.ravel()[inside] > 0, F32(0.0), alpha).astype(np.uint8)
+    # interleave as RGBA words and scatter them in one 1-D pass
+    words = np.stack([rgb[0], rgb[1], rgb[2], alpha], axis=1).view(np.uint32).ravel()
+    out = np.zeros(h * w, np.uint32)
+    out[inside] = words
+    return Image.fromarray(out.view(np.uint8).reshape(h, w, 4), "RGBA")
+
+
+def _rim(mask: np.ndarray, ppu: float) -> np.ndarray:
+    """1 at the garment's outline fading to 0 inside it (velvet's bright edges)."""
+    img = Image.fromarray(mask.astype(np.uint8) * 255)
+    blur = np.asarray(img.filter(ImageFilter.BoxBlur(max(2, int(ppu * 0.12)))), F32) / 255
+    return np.clip(2 * (1 - blur), 0, 1)
+
+
+@lru_cache(maxsize=4)
+def _pixel_grid(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of every pixel centre of an n x n canvas."""
+    centres = np.arange(n, dtype=F32) + F32(0.5)
+    return np.broadcast_to(centres[None, :], (n, n)), np.broadcast_to(centres[:, None], (n, n))
+
+
+_FABRIC_LUT = np.zeros(g.N_REGIONS, bool)
+_FABRIC_LUT[list(g.FABRIC_REGIONS)] = True
+
+
+def _chest_box(p: Plan) -> tuple[float, float, float, float]:
+    """Where a placed print goes: centred on the visible chest, as wide as the front allows."""
+    d, vis = p.design, p.visible
+    y = min(max(2.3, vis.top + 0.6), max(vis.bottom, d.hem_y) - 0.6)
+    if d.placket in ("open_front", "wrap", "double_breasted"):  # beside the closure
+        w = max(min(0.5, float(g.half_width(d, y)) - 0.1) - 0.12, 0.3)
+        return (0.12, y - w / 2, 0.12 + w, y + w / 2)
+    w = min(0.66, float(g.half_width(d, y)) * 0.78)
+    return (-w, y - w, w, y + w)

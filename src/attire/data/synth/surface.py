@@ -1,0 +1,433 @@
+"""What the garment is made of, as pixels: colours and their shades, patterns, textures, fabrics.
+
+Every map is a function of garment coordinates (u, v) in body units, so patterns follow the
+figure's position, scale and rotation. Repeating motifs (flowers, letters, pictograms, sequin
+brightness) come from small tiles drawn once and looked up by coordinate, which keeps a whole
+pattern to a handful of numpy operations. Periods have a floor in pixels so that each texture
+still shows at the output size (about 3 output pixels per period at least).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+F32 = np.float32
+
+# Colour classes as HSV boxes (hue in degrees). The boxes do not overlap, with a margin, so that
+# lighting and fabric shading keep a colour inside its class.
+COLOUR_HSV: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
+    "black": ((0, 360), (0.0, 0.2), (0.06, 0.15)),
+    "white": ((0, 360), (0.0, 0.04), (0.93, 0.99)),
+    "grey": ((0, 360), (0.0, 0.05), (0.42, 0.68)),
+    "beige": ((32, 44), (0.16, 0.3), (0.8, 0.92)),
+    "brown": ((18, 30), (0.5, 0.75), (0.3, 0.48)),
+    "red": ((-6, 6), (0.75, 0.95), (0.68, 0.9)),
+    "pink": ((328, 348), (0.28, 0.48), (0.9, 1.0)),
+    "orange": ((22, 32), (0.85, 1.0), (0.92, 1.0)),
+    "yellow": ((47, 56), (0.7, 0.92), (0.9, 1.0)),
+    "green": ((100, 145), (0.5, 0.8), (0.4, 0.7)),
+    "blue": ((200, 218), (0.6, 0.85), (0.7, 0.92)),
+    "navy": ((220, 232), (0.65, 0.9), (0.2, 0.33)),
+    "purple": ((270, 290), (0.4, 0.7), (0.42, 0.7)),
+}
+
+
+def sample_colour(name: str, rng: np.random.Generator) -> np.ndarray:
+    """A random shade of a colour class, as RGB floats in [0, 1]."""
+    (h0, h1), (s0, s1), (v0, v1) = COLOUR_HSV[name]
+    h = (rng.uniform(h0, h1) % 360) / 360
+    rgb = colorsys.hsv_to_rgb(h, rng.uniform(s0, s1), rng.uniform(v0, v1))
+    return np.array(rgb, F32)
+
+
+def tone_on_tone(rgb: np.ndarray) -> np.ndarray:
+    """A visibly different shade of the same colour (patterns of a one-colour garment)."""
+    h, s, v = colorsys.rgb_to_hsv(*(float(c) for c in rgb))
+    v2 = v - 0.3 if v > 0.45 else v + 0.28
+    return np.array(colorsys.hsv_to_rgb(h, s, min(max(v2, 0.0), 1.0)), F32)
+
+
+def luminance(rgb: np.ndarray) -> float:
+    return float(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
+
+
+def _frac(x: np.ndarray) -> np.ndarray:
+    return x - np.floor(x)
+
+
+def _period(nominal: float, ppu: float, min_px: float) -> float:
+    """A period in units, at least `min_px` canvas pixels long."""
+    return max(nominal, min_px / ppu)
+
+
+# -- tiles, drawn once -------------------------------------------------------------------------
+
+_TILE = 64
+
+
+@lru_cache(maxsize=1)
+def _flower_tile() -> np.ndarray:
+    """Ink coverage of one floral repeat: a five-petal flower with an open centre and two leaves."""
+    n = _TILE * 4
+    img = Image.new("L", (n, n), 0)
+    d = ImageDraw.Draw(img)
+    c = n / 2
+    for k in range(5):
+        a = 2 * math.pi * k / 5 - math.pi / 2
+        px, py = c + 0.2 * n * math.cos(a), c + 0.2 * n * math.sin(a)
+        d.ellipse([px - 0.13 * n, py - 0.13 * n, px + 0.13 * n, py + 0.13 * n], fill=255)
+    d.ellipse([c - 0.09 * n, c - 0.09 * n, c + 0.09 * n, c + 0.09 * n], fill=0)
+    for sx in (-1, 1):
+        lx, ly = c + sx * 0.38 * n, c + 0.36 * n
+        d.polygon(
+            [
+                (c + sx * 0.26 * n, c + 0.3 * n),
+                (lx, ly - 0.1 * n),
+                (lx + sx * 0.08 * n, ly),
+                (lx, ly + 0.04 * n),
+            ],
+            fill=190,
+        )
+    return np.asarray(img.resize((_TILE, _TILE), Image.BOX), F32) / 255
+
+
+@lru_cache(maxsize=1)
+def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=40)
+    except (OSError, ValueError, TypeError):  # Pillow without FreeType: the bitmap font
+        return ImageFont.load_default()
+
+
+_WORDS = (
+    "LOVE",
+    "PARIS",
+    "NYC",
+    "DREAM",
+    "WILD",
+    "SUNNY",
+    "CITY",
+    "STAR",
+    "ROCK",
+    "HELLO",
+    "CALM",
+    "BLOOM",
+    "TOKYO",
+    "YES",
+    "WAVE",
+    "FREE",
+    "BOLD",
+    "COOL",
+    "MOOD",
+    "1998",
+    "ZEN",
+    "JOY",
+)
+
+
+@lru_cache(maxsize=16)
+def _slogan_tile(variant: int) -> np.ndarray:
+    """A block of one to three lines of short words, as ink coverage (height/width = 0.5)."""
+    r = np.random.default_rng(1000 + variant)
+    lines = [" ".join(r.choice(_WORDS, size=int(r.integers(1, 3)))) for _ in range(1 + variant % 3)]
+    w, h = 400, 200
+    img = Image.new("L", (w, h), 0)
+    d = ImageDraw.Draw(img)
+    font = _font()
+    step = h / len(lines)
+    for i, text in enumerate(lines):
+        box = d.textbbox((0, 0), text, font=font)
+        tw, th = box[2] - box[0], box[3] - box[1]
+        scale_img = Image.new("L", (tw + 4, th + 4), 0)
+        ImageDraw.Draw(scale_img).text((2 - box[0], 2 - box[1]), text, fill=255, font=font)
+        fitted = scale_img.resize((int(w * 0.96), int(step * 0.8)), Image.BILINEAR)
+        img.paste(fitted, (int(w * 0.02), int(i * step + step * 0.1)))
+    return np.asarray(img, F32) / 255
+
+
+@lru_cache(maxsize=1)
+def _text_tile() -> np.ndarray:
+    """All-over repeating lines of letters (a secondary letter print)."""
+    w, h = 256, 128
+    img = Image.new("L", (w, h), 0)
+    d = ImageDraw.Draw(img)
+    font = (
+        ImageFont.load_default(size=28) if isinstance(_font(), ImageFont.FreeTypeFont) else _font()
+    )
+    for row, text in enumerate(("ABC XYZ AB", "LOVE ME YES")):
+        d.text((4 + row * 30, 8 + row * 64), text, fill=255, font=font)
+    return np.asarray(img, F32) / 255
+
+
+@lru_cache(maxsize=8)
+def _pictogram(variant: int) -> np.ndarray:
+    """One big graphic: heart, star, sun, lightning, mountain, smiley, cherry or butterfly."""
+    n = 200
+    img = Image.new("L", (n, n), 0)
+    d = ImageDraw.Draw(img)
+    kind = variant % 8
+    if kind == 0:  # heart
+        d.ellipse([20, 30, 105, 115], fill=255)
+        d.ellipse([95, 30, 180, 115], fill=255)
+        d.polygon([(24, 90), (176, 90), (100, 185)], fill=255)
+    elif kind == 1:  # star
+        pts = []
+        for k in range(10):
+            rad = 92 if k % 2 == 0 else 38
+            a = math.pi * k / 5 - math.pi / 2
+            pts.append((100 + rad * math.cos(a), 105 + rad * math.sin(a)))
+        d.polygon(pts, fill=255)
+    elif kind == 2:  # sun
+        d.ellipse([55, 55, 145, 145], fill=255)
+        for k in range(12):
+            a = 2 * math.pi * k / 12
+            d.line(
+                [
+                    (100 + 58 * math.cos(a), 100 + 58 * math.sin(a)),
+                    (100 + 95 * math.cos(a), 100 + 95 * math.sin(a)),
+                ],
+                fill=255,
+                width=12,
+            )
+    elif kind == 3:  # lightning bolt
+        d.polygon(
+            [(115, 5), (45, 110), (95, 110), (70, 195), (155, 80), (105, 80), (140, 5)], fill=255
+        )
+    elif kind == 4:  # mountains and a moon
+        d.polygon([(5, 185), (70, 60), (120, 140), (150, 95), (195, 185)], fill=255)
+        d.ellipse([130, 10, 180, 60], fill=255)
+    elif kind == 5:  # smiley
+        d.ellipse([10, 10, 190, 190], fill=255)
+        d.ellipse([60, 60, 85, 95], fill=0)
+        d.ellipse([115, 60, 140, 95], fill=0)
+        d.arc([50, 70, 150, 155], 20, 160, fill=0, width=12)
+    elif kind == 6:  # cherries
+        d.ellipse([20, 110, 95, 185], fill=255)
+        d.ellipse([105, 100, 180, 175], fill=255)
+        d.line([(57, 115), (120, 20), (142, 105)], fill=255, width=9)
+        d.polygon([(120, 20), (175, 15), (150, 45)], fill=255)
+    else:  # butterfly
+        d.ellipse([15, 25, 100, 110], fill=255)
+        d.ellipse([100, 25, 185, 110], fill=255)
+        d.ellipse([35, 95, 100, 170], fill=255)
+        d.ellipse([100, 95, 165, 170], fill=255)
+        d.rectangle([94, 30, 106, 175], fill=0)
+    return np.asarray(img, F32) / 255
+
+
+@lru_cache(maxsize=1)
+def _noise_tiles() -> dict[str, np.ndarray]:
+    """Seed-fixed noise tiles: fine grain, horizontal slubs, per-cell random brightness."""
+    r = np.random.default_rng(12345)
+    grain = r.normal(0, 1, (256, 256)).astype(F32)
+    grain = (grain + np.roll(grain, 1, 0) + np.roll(grain, 1, 1)) / 3
+    slub_small = r.normal(0, 1, (256, 20)).astype(F32)
+    slub = np.asarray(Image.fromarray(slub_small, mode="F").resize((256, 256), Image.BILINEAR), F32)
+    slub = np.clip(slub, -2, 2) / 2
+    cells = r.uniform(0, 1, (64, 64)).astype(F32)
+    return {"grain": grain, "slub": slub, "cells": cells}
+
+
+def _lookup(tile: np.ndarray, ty: np.ndarray, tx: np.ndarray) -> np.ndarray:
+    """tile[ty mod h, tx mod w] for float tile coordinates (nearest); sides are powers of 2."""
+    h, w = tile.shape  # powers of two: the modulo is a bit mask
+    return tile[ty.astype(np.int32) & (h - 1), tx.astype(np.int32) & (w - 1)]
+
+
+def _boxed(tile: np.ndarray, u, v, box: tuple[float, float, float, float]) -> np.ndarray:
+    """A tile stretched over box (x0, y0, x1, y1), zero outside it."""
+    x0, y0, x1, y1 = box
+    h, w = tile.shape
+    tx = (u - x0) * (w / (x1 - x0))
+    ty = (v - y0) * (h / (y1 - y0))
+    inside = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
+    iy = np.clip(ty, 0, h - 1).astype(np.int32)
+    ix = np.clip(tx, 0, w - 1).astype(np.int32)
+    return np.where(inside, tile[iy, ix], F32(0))
+
+
+# -- patterns: ink coverage in [0, 1] ------------------------------------------------------------
+
+
+def pattern_ink(
+    kind: str,
+    u: np.ndarray,
+    v: np.ndarray,
+    ppu: float,
+    rng: np.random.Generator,
+    chest: tuple[float, float, float, float],
+) -> np.ndarray | None:
+    """Where a pattern's second colour goes; None for solid. `chest` boxes a placed print."""
+    if kind in ("solid", "none", "colour_block"):
+        return None
+    if kind in ("horizontal_stripe", "vertical_stripe"):
+        p = _period(rng.uniform(0.24, 0.36), ppu, 7)
+        duty = rng.uniform(0.32, 0.45)
+        coord = v if kind == "horizontal_stripe" else u
+        return (_frac(coord / p + rng.random()) < duty).astype(F32)
+    if kind == "plaid":
+        p = _period(rng.uniform(0.5, 0.65), ppu, 14)
+        fu, fv = _frac(u / p + rng.random()), _frac(v / p + rng.random())
+        bands = 0.5 * (fu < 0.3) + 0.5 * (fv < 0.3)
+        lines = (np.abs(fu - 0.65) < 0.04) | (np.abs(fv - 0.65) < 0.04)
+        return np.maximum(bands, 0.85 * lines).astype(F32)
+    if kind == "polka_dot":
+        p = _period(rng.uniform(0.28, 0.36), ppu, 9)
+        row = np.floor(v / p)
+        fu = _frac(u / p + 0.5 * (row % 2))
+        fv = _frac(v / p)
+        r = rng.uniform(0.2, 0.27)
+        return (((fu - 0.5) ** 2 + (fv - 0.5) ** 2) < r * r).astype(F32)
+    if kind == "floral":
+        p = _period(rng.uniform(0.42, 0.55), ppu, 16)
+        row = np.floor(v / p)
+        tx = (u / p + 0.5 * (row % 2)) * _TILE
+        return _lookup(_flower_tile(), v / p * _TILE, tx)
+    if kind == "geometric":
+        p = _period(rng.uniform(0.36, 0.46), ppu, 12)
+        gu, gv = u / p, v / p
+        fu, fv = _frac(gu), _frac(gv)
+        if rng.random() < 0.5:  # triangles in alternate cells
+            even = (np.floor(gu) + np.floor(gv)) % 2 == 0
+            return ((fu > fv + 0.08) & even).astype(F32)
+        return ((np.abs(fu - 0.5) + np.abs(fv - 0.5)) < 0.38).astype(F32) * (  # split diamonds
+            np.abs(fu - 0.5) > 0.05
+        )
+    if kind == "graphic_print":
+        return _boxed(_pictogram(int(rng.integers(0, 8))), u, v, chest)
+    if kind == "letter_print":
+        if rng.random() < 0.75:
+            return _boxed(_slogan_tile(int(rng.integers(0, 16))), u, v, _slogan_box(chest))
+        return _all_over_letters(u, v, ppu)
+    raise ValueError(f"unknown pattern {kind!r}")
+
+
+def secondary_ink(kind: str, u, v, ppu: float, rng: np.random.Generator) -> np.ndarray | None:
+    """A secondary pattern: the same families, always all-over (it covers sleeves or a panel)."""
+    if kind == "letter_print":
+        return _all_over_letters(u, v, ppu)
+    return pattern_ink(kind, u, v, ppu, rng, (0, 0, 1, 1))
+
+
+def _all_over_letters(u, v, ppu: float) -> np.ndarray:
+    tile = _text_tile()
+    p = _period(0.62, ppu, 30)  # one tile row of text is half the tile
+    return _lookup(tile, v / p * tile.shape[0] / 2, u / p * tile.shape[0] / 2)
+
+
+def _slogan_box(chest: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = chest
+    cy, w = (y0 + y1) / 2, x1 - x0
+    return (x0, cy - 0.27 * w, x1, cy + 0.27 * w)
+
+
+# -- textures: (multiplier, additive light, alpha) ---------------------------------------------
+
+Maps = tuple[np.ndarray | float, np.ndarray | float, np.ndarray | float]
+
+
+def texture_maps(kind: str, u, v, ppu: float, rng: np.random.Generator, top: float) -> Maps:
+    """Surface relief of a texture as light multiplier, added highlight and opacity."""
+    one = 1.0
+    if kind == "smooth":
+        return one, 0.0, one
+    if kind == "ribbed":
+        p = _period(0.1, ppu, 5)
+        return np.where(_frac(u / p) < 0.38, F32(0.72), F32(1.17)), 0.0, one
+    if kind == "cable_knit":
+        w = _period(0.36, ppu, 18)
+        fx = (_frac(u / w) - 0.5) * w
+        s = 0.085 * w / 0.36 * np.sin(v * (2 * math.pi / (1.3 * w)))
+        sig = 0.055 * w / 0.36
+        ridge = np.maximum(np.exp(-(((fx - s) / sig) ** 2)), np.exp(-(((fx + s) / sig) ** 2)))
+        mult = 0.72 + 0.55 * ridge
+        return np.where(np.abs(fx) > 0.42 * w, F32(0.6), mult).astype(F32), 0.0, one
+    if kind == "quilted":
+        p = _period(0.46, ppu, 16)
+        fa, fb = _frac((u + v) / p), _frac((u - v) / p)
+        puff = np.sin(np.pi * fa) * np.sin(np.pi * fb)
+        seam = np.minimum(np.minimum(fa, 1 - fa), np.minimum(fb, 1 - fb)) < 0.045
+        return np.where(seam, F32(0.55), 0.8 + 0.45 * puff).astype(F32), 0.0, one
+    if kind == "lace":
+        p = _period(0.36, ppu, 14)
+        row = np.floor(v / p)
+        fu, fv = _frac(u / p + 0.5 * (row % 2)) - 0.5, _frac(v / p) - 0.5
+        r2 = fu * fu + fv * fv
+        ang = np.arctan2(fv, fu)
+        motif = r2 < (0.2 + 0.07 * np.cos(5 * ang)) ** 2
+        q = _period(0.075, ppu, 4)
+        net = (_frac((u + v) / q) < 0.3) | (_frac((u - v) / q) < 0.3)
+        alpha = np.where(motif, F32(1.0), np.where(net, F32(0.75), F32(0.12)))
+        return np.where(motif & (r2 > 0.012), F32(1.0), F32(0.86)), 0.0, alpha
+    if kind == "mesh":
+        p = _period(0.13, ppu, 7)
+        fu, fv = _frac(u / p), _frac(v / p + 0.5 * (np.floor(u / p) % 2))
+        hole = (np.abs(fu - 0.5) < 0.28) & (np.abs(fv - 0.5) < 0.28)
+        return one, 0.0, np.where(hole, F32(0.08), F32(1.0))
+    if kind == "sequined":
+        p = _period(0.085, ppu, 5)
+        cells = _noise_tiles()["cells"]
+        bright = _lookup(cells, v / p, u / p)
+        fu, fv = _frac(u / p) - 0.5, _frac(v / p) - 0.5
+        disc = fu * fu + fv * fv < 0.2
+        mult = np.where(disc, 0.72 + 0.7 * bright, F32(0.6))
+        glint = np.where(disc & (bright > 0.93), F32(0.75), F32(0.0))
+        return mult.astype(F32), glint, one
+    if kind == "twill":
+        p = _period(0.085, ppu, 6)
+        return np.where(_frac((u + v) / p) < 0.42, F32(0.8), F32(1.14)), 0.0, one
+    if kind == "corduroy":
+        p = _period(0.17, ppu, 9)
+        return (0.7 + 0.5 * np.abs(np.sin(np.pi * u / p))).astype(F32), 0.0, one
+    if kind == "pleated":
+        p = _period(0.3, ppu, 12)
+        fan = u / (1.0 + 0.22 * np.clip(v - top, 0, None))
+        return (0.72 + 0.55 * _frac(fan / p)).astype(F32), 0.0, one
+    raise ValueError(f"unknown texture {kind!r}")
+
+
+def fabric_maps(
+    kind: str, u, v, ppu: float, rng: np.random.Generator, rim: np.ndarray | None = None
+) -> Maps:
+    """Light response of a fabric: folds, grain, sheen and translucency.
+
+    rim (velvet only): 1 at the garment's outline, 0 well inside it.
+    """
+    phase = rng.uniform(0, 2 * math.pi)
+    fold = np.sin(u * rng.uniform(3.5, 5.0) + phase) * np.sin(u * 1.7 + v * 0.4 + phase * 0.5)
+    tiles = _noise_tiles()
+    ox, oy = rng.integers(0, 256, 2)
+    grain_px = max(ppu / 60, 1.0)
+    if kind == "cotton":
+        return 1 + 0.06 * fold, 0.0, 1.0
+    if kind == "chiffon":
+        return 1.05 + 0.08 * fold, 0.0, 0.68
+    if kind == "knit":
+        p = _period(0.065, ppu, 5)
+        chevron = _frac(v / p + np.abs(_frac(u / p) - 0.5)) < 0.5
+        return np.where(chevron, F32(0.9), F32(1.04)) + 0.04 * fold, 0.0, 1.0
+    if kind == "denim":
+        streak = _lookup(tiles["slub"].T, u * 60 / grain_px + ox, v * 12 / grain_px + oy)
+        fade = 0.14 * np.exp(-((u / 0.55) ** 2))
+        return 0.92 + 0.12 * streak + fade + 0.04 * fold, 0.0, 1.0
+    if kind == "leather":
+        spec = np.maximum(np.sin(u * 2.6 + phase + 0.25 * v), 0) ** 12
+        return 0.86 + 0.1 * fold, (0.55 * spec).astype(F32), 1.0
+    if kind == "satin":
+        sheen = (0.5 + 0.5 * np.sin(u * 2.2 + v * 0.9 + phase)) ** 3
+        return 0.9 + 0.05 * fold, (0.32 * sheen).astype(F32), 1.0
+    if kind == "linen":
+        slub = _lookup(tiles["slub"], v * 60 / grain_px + oy, u * 14 / grain_px + ox)
+        return 1 + 0.11 * slub + 0.04 * fold, 0.0, 1.0
+    if kind == "fleece":
+        grain = _lookup(tiles["grain"], v * 60 / grain_px + oy, u * 60 / grain_px + ox)
+        return 1 + 0.1 * grain + 0.03 * fold, 0.0, 1.0
+    if kind == "velvet":  # deep in the folds, light at the edges
+        edge = rim if rim is not None else 0.0
+        return 0.84 + 0.08 * fold, (0.25 * edge).astype(F32), 1.0
+    raise ValueError(f"unknown fabric {kind!r}")

@@ -1,0 +1,398 @@
+"""The synthetic catalogue: determinism, the label model (long tail, rules, corruption), the
+drawing's dependence on labels, and that its output is an ordinary, clean manifest."""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from typer.testing import CliRunner
+
+import attire.cli.synth  # noqa: F401  (registers `attire synth`)
+from attire.cli.apps import app
+from attire.data.manifest import Manifest
+from attire.data.synth import (
+    LabelError,
+    LabelModel,
+    contact_sheet,
+    generate_catalogue,
+    label_model,
+    render,
+)
+from attire.data.synth import garment as g
+from attire.data.synth import generate as gen
+from attire.data.synth.labels import POPULARITY, corrupt, zipf_weights
+from attire.data.synth.scene import SUPERSAMPLE, Raster, plan, shapes
+from attire.taxonomy import load_taxonomy
+
+TAX = load_taxonomy()
+SIZE = 64
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((root / "images").iterdir())}
+
+
+# -- determinism ------------------------------------------------------------------------------
+
+
+def test_same_seed_same_bytes_whatever_the_workers(tmp_path, monkeypatch):
+    monkeypatch.setattr(gen, "_CHUNK", 3)  # two chunks, so the pool really splits the work
+    a = generate_catalogue(tmp_path / "a", 6, size=SIZE, seed=5, noise=0.2, progress=False)
+    b = generate_catalogue(tmp_path / "b", 6, size=SIZE, seed=5, noise=0.2, progress=False)
+    c = generate_catalogue(
+        tmp_path / "c", 6, size=SIZE, seed=5, noise=0.2, workers=2, progress=False
+    )
+    assert _files(tmp_path / "a") == _files(tmp_path / "b") == _files(tmp_path / "c")
+    assert len(_files(tmp_path / "a")) == 6
+    for other in (b, c):
+        assert a.df.drop(columns="path").equals(other.df.drop(columns="path"))
+    d = generate_catalogue(tmp_path / "d", 6, size=SIZE, seed=6, progress=False)
+    assert _files(tmp_path / "d") != _files(tmp_path / "a")
+    assert not a.df["category"].equals(d.df["category"]) or not a.df["fit"].equals(d.df["fit"])
+
+
+def test_noise_and_missing_do_not_change_the_images(tmp_path):
+    generate_catalogue(tmp_path / "clean", 4, size=SIZE, seed=1, progress=False)
+    generate_catalogue(
+        tmp_path / "noisy", 4, size=SIZE, seed=1, noise=0.5, missing=0.5, progress=False
+    )
+    assert _files(tmp_path / "clean") == _files(tmp_path / "noisy")
+
+
+# -- the label model ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ratio", [1.0, 8.0])
+def test_unconditioned_task_follows_the_head_tail_ratio(ratio):
+    counts = Counter(gen.clean_labels(i, 0, ratio)["main_colour"] for i in range(4000))
+    order = POPULARITY["main_colour"]
+    head, tail = counts[order[0]], counts[order[-1]]
+    assert len(counts) == len(order)
+    assert ratio * 0.7 < head / tail < ratio * 1.35
+    if ratio > 1:  # the tail is ordered by popularity, not by chance
+        assert counts.most_common(1)[0][0] == order[0]
+
+
+def test_conditioned_marginals_are_calibrated_to_zipf():
+    model = LabelModel(10.0)
+    for task in ("category", "sleeve_length", "garment_length", "fit", "collar"):
+        target = model.target(task)
+        assert np.allclose(model.marginal(task), target, rtol=0.02), task
+        first, last = POPULARITY[task][0], POPULARITY[task][-1]
+        classes = list(model.classes(task))
+        marginal = model.marginal(task)
+        assert marginal[classes.index(first)] / marginal[classes.index(last)] == pytest.approx(
+            10.0, rel=0.05
+        )
+    assert zipf_weights(5, 4.0)[0] / zipf_weights(5, 4.0)[-1] == pytest.approx(4.0)
+
+
+def test_bad_imbalance_is_a_user_error():
+    with pytest.raises(LabelError, match="imbalance"):
+        LabelModel(0.5)
+
+
+def test_every_class_appears_in_a_moderate_balanced_sample():
+    model = label_model(1.0, balanced=True)
+    rng = np.random.default_rng(3)
+    seen: dict[str, Counter] = {t: Counter() for t in TAX.task_names}
+    for _ in range(2500):
+        labels = model.sample(rng)
+        for t in TAX.tasks:
+            value = labels[t.name]
+            seen[t.name].update(value if t.multilabel else [value])
+    for t in TAX.tasks:
+        missing = set(t.class_ids) - set(seen[t.name])
+        assert not missing, f"{t.name}: never drawn {missing}"
+        assert min(seen[t.name].values()) >= 15, (t.name, seen[t.name].most_common()[-1])
+
+
+@pytest.mark.parametrize(("ratio", "balanced"), [(1.0, True), (20.0, False)])
+def test_correlation_rules_hold(ratio, balanced):
+    model = label_model(ratio, balanced)
+    rng = np.random.default_rng(11)
+    for _ in range(3000):
+        lab = model.sample(rng)
+        cat = lab["category"]
+        if cat == "camisole":
+            assert lab["sleeve_length"] in ("sleeveless", "invisible")
+            assert lab["placket"] == "none"
+        if cat == "hoodie":
+            assert lab["collar"] in ("hood", "invisible")
+        if cat == "coat":
+            assert lab["sleeve_length"] not in ("sleeveless", "cup_sleeves", "short_sleeves")
+            assert lab["garment_length"] not in ("high_waist", "regular")
+        if cat == "shirt":
+            assert lab["collar"] in ("shirt_collar", "stand_collar", "peter_pan", "invisible")
+            assert lab["placket"] in ("single_breasted", "double_breasted")
+        if cat in ("jacket", "coat", "cardigan"):
+            assert lab["placket"] not in ("none",)
+        if lab["collar"] == "lapel":
+            assert lab["placket"] in ("single_breasted", "double_breasted", "open_front", "wrap")
+        assert lab["secondary_colour"] != lab["main_colour"]
+        assert lab["secondary_pattern"] != lab["main_pattern"]
+        if lab["main_pattern"] == "colour_block":
+            assert lab["secondary_colour"] != "none"
+            assert lab["secondary_pattern"] == "none"
+
+
+def test_forced_classes_respect_the_rules():
+    model = label_model(1.0, balanced=True)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        lab = model.sample(rng, {"collar": "hood"})
+        assert lab["collar"] == "hood" and lab["category"] in (
+            "hoodie",
+            "jacket",
+            "coat",
+            "cardigan",
+            "vest",
+        )
+    with pytest.raises(LabelError, match="no class"):
+        model.sample(rng, {"collar": "bow_tie"})
+
+
+def test_missing_and_noise_rates():
+    rng = np.random.default_rng(4)
+    model = label_model(1.0)
+    n, missing, noise = 3000, 0.3, 0.2
+    gone = changed = 0
+    for _ in range(n):
+        clean = model.sample(rng)
+        observed = corrupt(clean, rng, TAX, missing, noise)
+        for t in TAX.task_names:
+            if observed[t] is None:
+                gone += 1
+            elif observed[t] != clean[t]:
+                changed += 1
+    cells = n * len(TAX.task_names)
+    assert gone / cells == pytest.approx(missing, abs=0.015)
+    # noise is drawn before missing: changed labels are the noisy share of the kept ones
+    assert changed / (cells - gone) == pytest.approx(noise, abs=0.015)
+
+
+# -- drawing ------------------------------------------------------------------------------------
+
+
+def test_every_class_of_every_task_renders():
+    model = label_model(1.0, balanced=True)
+    for task in TAX.tasks:
+        for k, cls in enumerate(task.class_ids):
+            rng = np.random.default_rng([k, len(task.name)])
+            labels = model.sample(rng, {task.name: cls})
+            if task.multilabel:
+                assert cls in labels[task.name]
+            side = 32 + k % 3  # odd sides too
+            img = render(labels, side, rng)
+            assert img.size == (side, side) and img.mode == "RGB"
+
+
+def test_render_rejects_incomplete_or_unknown_labels():
+    labels = label_model().sample(np.random.default_rng(0))
+    with pytest.raises(LabelError, match="fit"):
+        render({k: v for k, v in labels.items() if k != "fit"}, 64, np.random.default_rng(0))
+    with pytest.raises(LabelError, match="purple-ish"):
+        render({**labels, "main_colour": "purple-ish"}, 64, np.random.default_rng(0))
+
+
+def _plain(**over: object) -> dict:
+    labels = {
+        "category": "t_shirt",
+        "main_colour": "grey",
+        "secondary_colour": "none",
+        "main_pattern": "solid",
+        "secondary_pattern": "none",
+        "texture": "smooth",
+        "trend_elements": [],
+        "collar": "round_neck",
+        "sleeve_length": "short_sleeves",
+        "garment_length": "regular",
+        "fit": "regular",
+        "placket": "none",
+        "fabric": "cotton",
+    }
+    labels.update(over)
+    return labels
+
+
+def _garment_pixels(labels: dict, seed: int, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """A render, and the mask of pixels fully covered by the garment's fabric (no trims)."""
+    img = np.asarray(render(labels, size, np.random.default_rng(seed)), float)
+    rng = np.random.default_rng(seed)  # replay the drawing's first steps: plan and shapes
+    p = plan(labels, rng)
+    figure, _ = shapes(p, rng)
+    raster = Raster(p.view, size * SUPERSAMPLE)
+    layer = Image.new("L", (size * SUPERSAMPLE,) * 2, 0)
+    raster.draw(figure, raster.project(figure), {"garment": ImageDraw.Draw(layer)})
+    region = np.asarray(layer)
+    fabric = np.isin(region, [g.BODY, g.SLEEVE]).astype(np.uint8) * 255
+    mask = np.asarray(Image.fromarray(fabric).reduce(SUPERSAMPLE)) == 255
+    return img, mask
+
+
+def _mean_hue(pixels: np.ndarray) -> float:
+    """Circular mean hue in degrees of an (N, 3) array of RGB pixels."""
+    hues = [colorsys.rgb_to_hsv(*(p / 255))[0] * 2 * math.pi for p in pixels[::7]]
+    return math.degrees(math.atan2(np.mean(np.sin(hues)), np.mean(np.cos(hues)))) % 360
+
+
+def test_main_colour_changes_the_hue_of_the_garment():
+    for seed in range(3):
+        red, where = _garment_pixels(_plain(main_colour="red"), seed)
+        blue, where_b = _garment_pixels(_plain(main_colour="blue"), seed)
+        assert (where == where_b).all() and where.sum() > 300
+        assert min(_mean_hue(red[where]), 360 - _mean_hue(red[where])) < 25
+        assert 190 < _mean_hue(blue[where]) < 240
+
+
+def test_pattern_adds_contrast_inside_the_garment():
+    for seed in range(3):
+        solid, where = _garment_pixels(_plain(), seed)
+        stripes, _ = _garment_pixels(_plain(main_pattern="horizontal_stripe"), seed)
+        assert stripes[where].mean(-1).std() > 2 * solid[where].mean(-1).std()
+
+
+def test_the_frame_hides_exactly_the_invisible_attributes():
+    """Invisible collar / sleeves / hem lie outside the frame (or the arms are hidden); visible
+    ones lie inside it with room to judge them."""
+    model = label_model(1.0, balanced=True)
+    rng = np.random.default_rng(8)
+    for i in range(600):
+        labels = model.sample(rng)
+        p = plan(labels, np.random.default_rng(i))
+        d, v = p.design, p.view
+        top, bottom = v.y0, v.y0 + v.h
+        if labels["garment_length"] == "invisible":
+            assert d.hem_y > bottom
+        else:
+            assert d.hem_y < bottom - 0.3
+            assert d.hem_y == g.HEM_Y[labels["garment_length"]]
+        if labels["collar"] == "invisible":
+            assert top > g.COLLAR_BOTTOM[d.collar] or d.category == "camisole"
+        else:
+            assert top < g.COLLAR_TOP.get(d.collar, 1.0)
+            assert d.collar == labels["collar"]
+        if labels["sleeve_length"] == "invisible":
+            end, _ = g.sleeve_end(d) if not d.arms_hidden else (None, None)
+            assert d.arms_hidden or end[1] > bottom
+        else:
+            reach_x, reach_y = g.sleeve_reach(d)
+            assert reach_y < bottom and reach_x < v.h / 2 + abs(v.xc) + 0.05
+            assert d.sleeve == labels["sleeve_length"] and not d.arms_hidden
+
+
+def test_sleeve_length_moves_the_sleeve_end_along_the_arm():
+    order = [
+        "cup_sleeves",
+        "short_sleeves",
+        "elbow_sleeves",
+        "three_quarter_sleeves",
+        "wrist_length",
+        "long_sleeves",
+        "extra_long_sleeves",
+    ]
+    ends = []
+    for sleeve in order:
+        d = plan(_plain(sleeve_length=sleeve, category="blouse"), np.random.default_rng(0)).design
+        ends.append(g.sleeve_end(d)[0][1])
+    assert ends == sorted(ends) and min(np.diff(ends)) > 0.3
+
+
+def test_contact_sheet_has_a_row_per_class():
+    sheet = contact_sheet("fit", size=32, per_class=2)
+    rows = len(TAX.task("fit").class_ids)
+    assert sheet.size[1] == rows * (32 + 4)
+    assert sheet.size[0] > 2 * 32
+
+
+# -- the catalogue as data ------------------------------------------------------------------------
+
+
+def test_catalogue_is_an_ordinary_clean_manifest(tmp_path):
+    out = tmp_path / "cat"
+    generate_catalogue(
+        out, 12, size=SIZE, seed=2, imbalance=5, missing=0.25, noise=0.25, progress=False
+    )
+    m = Manifest.read(out / "manifest.parquet")
+    assert len(m) == 12 and not m.label_problems()
+    assert m.taxonomy.to_dict() == TAX.to_dict()
+    assert load_taxonomy(out / "taxonomy.yaml").to_dict() == TAX.to_dict()
+    assert m.df["source"].tolist() == [f"synth:{i}" for i in range(12)]
+    assert m.df["image_id"].is_unique
+    for t in TAX.tasks:
+        assert f"{t.name}__true" in m.df.columns
+        truth = m.df[f"{t.name}__true"]
+        assert truth.notna().all()
+        if t.multilabel:
+            assert all(isinstance(v, list) for v in truth)
+            assert all(isinstance(v, list) for v in m.df[t.name].dropna())
+        else:
+            assert set(truth) <= set(t.class_ids)
+    assert m.df[TAX.task_names].isna().to_numpy().any()  # some labels are missing
+    for path in m.image_paths():
+        with Image.open(path) as img:
+            assert img.size == (SIZE, SIZE) and img.format == "JPEG"
+    enc = m.encode("trend_elements")
+    assert enc.shape == (12, 8)
+
+
+def test_catalogue_without_noise_has_no_truth_columns(tmp_path):
+    m = generate_catalogue(tmp_path, 3, size=SIZE, image_format="png", progress=False)
+    assert not any(c.endswith("__true") for c in m.df.columns)
+    assert all(p.suffix == ".png" and p.exists() for p in m.image_paths())
+    assert m.df[TAX.task_names].notna().all().all()
+
+
+def test_catalogue_passes_the_data_check(tmp_path):
+    from attire.data.quality import check_manifest
+
+    m = generate_catalogue(tmp_path, 24, size=SIZE, seed=9, imbalance=3, progress=False)
+    result = check_manifest(Manifest.read(tmp_path / "manifest.parquet"), progress=False)
+    assert result.n_kept == len(m) and result.report.empty
+
+
+def test_bad_arguments_are_user_errors(tmp_path):
+    for kwargs, word in [
+        ({"n": 0}, "n"),
+        ({"n": 2, "size": 8}, "size"),
+        ({"n": 2, "missing": 1.5}, "missing"),
+        ({"n": 2, "noise": -0.1}, "noise"),
+        ({"n": 2, "workers": 0}, "workers"),
+        ({"n": 2, "image_format": "gif"}, "format"),
+        ({"n": 2, "imbalance": 0.0}, "imbalance"),
+    ]:
+        n = kwargs.pop("n")
+        with pytest.raises(LabelError, match=word):
+            generate_catalogue(tmp_path, n, progress=False, **kwargs)
+
+
+def test_cli_writes_a_catalogue_and_reports_bad_values(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(
+        app,
+        [
+            "synth",
+            "--n",
+            "3",
+            "--size",
+            "48",
+            "--out",
+            str(tmp_path / "o"),
+            "--imbalance",
+            "4",
+            "--missing",
+            "0.1",
+        ],
+    )
+    assert ok.exit_code == 0, ok.output
+    assert len(Manifest.read(tmp_path / "o" / "manifest.parquet")) == 3
+    bad = runner.invoke(
+        app, ["synth", "--n", "3", "--out", str(tmp_path / "b"), "--imbalance", "0.5"]
+    )
+    assert bad.exit_code == 2 and "imbalance" in bad.output
