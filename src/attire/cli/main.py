@@ -2,6 +2,7 @@
 
 from attire.cli import (  # noqa: F401  (each module registers its commands)
     data,
+    eval,
     predict,
     synth,
     train,
