@@ -225,10 +225,11 @@ class DynamicWeightAverage(Weighting):
         fallback = ratio[known].mean() if bool(known.any()) else ratio.new_tensor(1.0)
         ratio = torch.where(known, ratio, fallback)
         # Assigned, not written in place: a graph still holding the old lambdas stays valid.
-        self.history = torch.stack([older, latest])
-        self.lambdas = len(self.tasks) * torch.softmax(ratio / self.temperature, dim=0)
-        self.epoch_sum = torch.zeros_like(self.epoch_sum)
-        self.epoch_count = torch.zeros_like(self.epoch_count)
+        # in place: DDP broadcasts buffers into the tensors it registered, not into new ones
+        self.history.copy_(torch.stack([older, latest]))
+        self.lambdas.copy_(len(self.tasks) * torch.softmax(ratio / self.temperature, dim=0))
+        self.epoch_sum.zero_()
+        self.epoch_count.zero_()
 
 
 @register_weighting("gradnorm")
@@ -292,7 +293,8 @@ class GradNorm(Weighting):
         self.register_buffer("steps", torch.zeros(n))
 
     def term(self, i: int, loss: Tensor) -> Tensor:
-        return self.loss_weights[i] * loss
+        # a copy: the weights are updated in place before this step's backward
+        return self.loss_weights[i].clone() * loss
 
     def multipliers(self) -> Tensor:
         return self.loss_weights
@@ -329,8 +331,7 @@ class GradNorm(Weighting):
             new = new * (w.sum() / new.sum())
             weights = self.loss_weights.clone()
             weights[at] = new
-            # Assigned, not written in place: `total`'s graph still holds the old weights.
-            self.loss_weights = weights
+            self.loss_weights.copy_(weights)
         return total
 
     def _adam_step(self, at: Tensor, w: Tensor, grad: Tensor) -> Tensor:

@@ -66,6 +66,7 @@ def save_checkpoint(out_dir: str | Path, model: MultiTaskModel, meta: Checkpoint
         payload = asdict(meta)
         (tmp / META).write_text(json.dumps(payload, indent=2), encoding="utf-8")
         model.taxonomy.save(tmp / TAXONOMY)
+        _readable_by_all(tmp)
         old = out_dir.with_name(f".{out_dir.name}.old")
         if out_dir.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -76,6 +77,15 @@ def save_checkpoint(out_dir: str | Path, model: MultiTaskModel, meta: Checkpoint
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _readable_by_all(folder: Path) -> None:
+    """mkdtemp makes a private 0700 folder; a service running as another user must read it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for f in folder.iterdir():
+        f.chmod(0o666 & ~umask)
 
 
 def read_meta(ckpt_dir: str | Path) -> tuple[CheckpointMeta, Taxonomy]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import timm
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from attire.data.transforms import AugmentPolicy
 from attire.errors import AttireError
@@ -65,21 +66,38 @@ class TrainConfig(_Strict):
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=32, ge=1)
     accumulate: int = Field(default=1, ge=1)
-    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
+        default="auto", description="auto: bf16-mixed on CUDA (16-mixed without bf16), else 32"
+    )
     channels_last: bool = True
     ema_decay: float | None = Field(default=None, gt=0, lt=1)
     early_stopping: EarlyStopConfig | None = None
     seed: int = 0
     accelerator: str = "auto"
     devices: int | str = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    max_time: str | None = Field(default=None, description="wall-clock cap, 'DD:HH:MM:SS'")
-    limit_train_batches: int | float | None = None
+    strategy: str = Field(
+        default="auto",
+        description="Lightning strategy, e.g. ddp; ddp becomes ddp_find_unused_parameters_true "
+        "when the loss has parameters (uncertainty weighting)",
+    )
+    num_nodes: int = Field(default=1, ge=1)
+    max_time: str | None = Field(
+        default=None,
+        pattern=r"^\d{2}:\d{2}:\d{2}:\d{2}$",
+        description="wall-clock cap, 'DD:HH:MM:SS'",
+    )
+    limit_train_batches: int | float | None = Field(default=None, gt=0)
     checkpoint_every_n_steps: int | None = Field(
         default=None, ge=1, description="also checkpoint mid-epoch (resume loses less work)"
     )
+    log_every_n_steps: int = Field(default=10, ge=1)
     out_dir: Path = Path("runs/default")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, v: object) -> object:
+        # YAML reads `precision: 32` as an int
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @model_validator(mode="after")
     def _resolve(self) -> TrainConfig:
@@ -93,41 +111,80 @@ class TrainConfig(_Strict):
         against the config file's folder."""
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raw = {} if raw is None else raw
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a training config is a mapping of fields, not {raw!r}")
         for item in overrides or []:
             _apply_override(raw, item)
         for section, key in (("data", "manifest"), ("data", "taxonomy"), ("data", "cache_dir")):
-            v = raw.get(section, {}).get(key)
-            if v is not None and not Path(v).is_absolute():
-                raw[section][key] = str((path.parent / v).resolve())
-        if "out_dir" in raw and not Path(raw["out_dir"]).is_absolute():
+            node = raw.get(section)
+            v = node.get(key) if isinstance(node, dict) else None
+            if isinstance(v, str) and not Path(v).is_absolute():
+                node[key] = str((path.parent / v).resolve())
+        if isinstance(raw.get("out_dir"), str) and not Path(raw["out_dir"]).is_absolute():
             raw["out_dir"] = str(Path.cwd() / raw["out_dir"])
         return cls.from_dict(raw, str(path))
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "<config>") -> TrainConfig:
+        """Validate; every problem is reported as `field 'a.b': what is wrong`."""
         try:
-            return cls.model_validate(raw)
+            cfg = cls.model_validate(raw)
         except ValidationError as e:
             lines = [f"{source}: invalid training config"]
             for err in e.errors():
                 field = ".".join(str(p) for p in err["loc"])
-                lines.append(f"  field '{field}': {err['msg']}")
+                given = "" if err["type"] == "missing" else f" (got {_short(err['input'])})"
+                lines.append(f"  field '{field}': {err['msg']}{given}")
             raise ConfigError("\n".join(lines)) from None
+        problems = cfg._problems()
+        if problems:
+            lines = [f"{source}: invalid training config"]
+            lines += [f"  field '{field}': {msg}" for field, msg in problems]
+            raise ConfigError("\n".join(lines))
+        return cfg
+
+    def _problems(self) -> list[tuple[str, str]]:
+        """Checks that span fields or need a registry, as (field, message)."""
+        out = []
+        if not timm.is_model(self.model.backbone):
+            out.append(
+                (
+                    "model.backbone",
+                    f"unknown backbone {self.model.backbone!r} "
+                    "(see `attire.models.list_backbones()` or timm.list_models())",
+                )
+            )
+        if self.early_stopping is not None and not self.data.val_split:
+            out.append(("early_stopping", "needs a validation split (data.val_split)"))
+        return out
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _apply_override(raw: dict, item: str) -> None:
-    if "=" not in item:
+    """`a.b=value`: the value is read as YAML (numbers, booleans, lists); missing or null
+    sections are created."""
+    key, eq, value = item.partition("=")
+    if not eq or not key:
         raise ConfigError(f"override {item!r} must look like key.sub=value")
-    key, value = item.split("=", 1)
     node = raw
     parts = key.split(".")
     for p in parts[:-1]:
-        node = node.setdefault(p, {})
+        if node.get(p) is None:
+            node[p] = {}
+        node = node[p]
         if not isinstance(node, dict):
-            raise ConfigError(f"override {item!r}: '{p}' is not a section")
-    node[parts[-1]] = yaml.safe_load(value)
+            raise ConfigError(f"override {item!r}: '{p}' is a value, not a section")
+    try:
+        node[parts[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from None

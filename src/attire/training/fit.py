@@ -8,35 +8,47 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import (
     EarlyStopping,
     EMAWeightAveraging,
     LearningRateMonitor,
-    ModelCheckpoint,
-    RichProgressBar,
 )
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from attire.data.cache import ImageCache
-from attire.data.dataset import MultiTaskDataset, make_loader
+from attire.data.dataset import MultiTaskDataset
 from attire.data.manifest import Manifest, ManifestError
 from attire.data.transforms import build_transforms
-from attire.losses import build_multitask_loss
+from attire.losses import MultiTaskLoss, build_multitask_loss
 from attire.models.checkpoint import CheckpointMeta, Preprocessing, save_checkpoint
 from attire.models.multitask import MultiTaskModel
-from attire.training.config import TrainConfig
+from attire.sampling import targets_from_dataset
+from attire.taxonomy import Taxonomy
+from attire.training.checkpointing import (
+    LAST,
+    AtomicCheckpointIO,
+    LastCheckpoint,
+    remove_stale_temps,
+)
+from attire.training.config import ConfigError, TrainConfig
 from attire.training.module import MultiTaskModule
+from attire.training.progress import TaskProgressBar
+from attire.training.sampling import LoaderPosition, eval_loader, train_loader
 
 log = logging.getLogger(__name__)
-LAST = "last.ckpt"
+FIND_UNUSED = "ddp_find_unused_parameters_true"
 
 
 @dataclass
 class FitResult:
     export_dir: Path
     metrics: dict[str, float]
-    skipped_steps: int
+    skipped_steps: int  # steps dropped for a non-finite loss
+    unlabelled_batches: int = 0  # batches without any label, not stepped
 
 
 def load_training_manifest(cfg: TrainConfig) -> Manifest:
@@ -57,6 +69,7 @@ def load_training_manifest(cfg: TrainConfig) -> Manifest:
 def build_datasets(
     cfg: TrainConfig, manifest: Manifest, mean, std
 ) -> tuple[MultiTaskDataset, MultiTaskDataset | None]:
+    """Train and val datasets over the image cache; undecodable images are logged and left out."""
     tax = manifest.taxonomy
 
     def make(split: str, train: bool) -> MultiTaskDataset:
@@ -78,86 +91,171 @@ def build_datasets(
     return train, val
 
 
-def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
+def class_counts(dataset: MultiTaskDataset, taxonomy: Taxonomy) -> dict[str, np.ndarray]:
+    """Each task's count of every class among the images training will see (positives per
+    class for a multilabel task); the long-tail losses are built from them."""
+    counts = {}
+    for task, y in targets_from_dataset(dataset).items():
+        n = taxonomy.task(task).num_classes
+        if y.ndim == 1:
+            counts[task] = np.bincount(y[y >= 0], minlength=n)
+        else:
+            counts[task] = (y == 1).sum(axis=0)
+    return counts
+
+
+def resolve_precision(cfg: TrainConfig) -> str:
+    """`auto`: bf16-mixed on a CUDA device that has bf16, 16-mixed on one without, else 32."""
+    if cfg.precision != "auto":
+        return "32-true" if cfg.precision == "32" else cfg.precision
+    cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
+    if not cuda:
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def resolve_strategy(cfg: TrainConfig, loss: MultiTaskLoss) -> str:
+    """DDP with find_unused_parameters when the loss has parameters (uncertainty weighting's
+    log-variances get no gradient in a batch without their task, which plain DDP rejects)."""
+    strategy = cfg.strategy
+    if strategy == "auto" and _requested_processes(cfg) > 1:
+        strategy = "ddp"
+    if strategy == "ddp" and any(p.requires_grad for p in loss.parameters()):
+        log.info("strategy ddp -> %s: the loss weighting has per-task parameters", FIND_UNUSED)
+        return FIND_UNUSED
+    return strategy
+
+
+def _requested_processes(cfg: TrainConfig) -> int:
+    """How many processes the accelerator/devices/num_nodes settings ask Lightning for."""
+    gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    devices = cfg.devices
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "auto":
+            devices = torch.cuda.device_count() if gpu else 1
+        elif "," in text:  # a list of device ids
+            devices = len([d for d in text.split(",") if d.strip()])
+        else:
+            devices = int(text) if text.lstrip("-").isdigit() else 1
+    if devices == -1:  # all of them
+        devices = torch.cuda.device_count() if gpu else 1
+    return max(1, devices) * cfg.num_nodes
+
+
+def monitorable(taxonomy: Taxonomy) -> list[str]:
+    """Metric names early stopping can watch."""
+    names = ["val/loss", "val/acc_mean", "val/bacc_mean", "train/loss"]
+    for t in taxonomy.task_names:
+        names += [f"val/acc_{t}", f"val/bacc_{t}"]
+    return names
+
+
+def build_trainer(cfg: TrainConfig, has_val: bool, loss: MultiTaskLoss) -> L.Trainer:
     out = cfg.out_dir
-    ckpt_every = ModelCheckpoint(
-        dirpath=out / "checkpoints",
-        save_last=True,
-        save_top_k=0,
-        every_n_train_steps=cfg.checkpoint_every_n_steps,
-        save_on_train_epoch_end=True,
-    )
-    callbacks: list[L.Callback] = [ckpt_every, LearningRateMonitor("step"), RichProgressBar()]
+    callbacks: list[L.Callback] = [
+        LastCheckpoint(out / "checkpoints", cfg.checkpoint_every_n_steps),
+        LoaderPosition(),
+        LearningRateMonitor("step"),
+        TaskProgressBar(),
+    ]
     if has_val and cfg.early_stopping:
         es = cfg.early_stopping
         callbacks.append(EarlyStopping(es.monitor, patience=es.patience, mode=es.mode))
     if cfg.ema_decay:
         callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
-    precision = cfg.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
-    return L.Trainer(
-        max_epochs=cfg.epochs,
-        accumulate_grad_batches=cfg.accumulate,
-        precision=precision,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        strategy=cfg.strategy,
-        num_nodes=cfg.num_nodes,
-        max_time=cfg.max_time,
-        limit_train_batches=cfg.limit_train_batches,
-        callbacks=callbacks,
-        logger=[
-            CSVLogger(out, name="logs", version=""),
-            TensorBoardLogger(out, name="tensorboard", version=""),
-        ],
-        deterministic=False,
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-        log_every_n_steps=10,
-        limit_val_batches=1.0 if has_val else 0,
-    )
+    settings = {
+        "accelerator": cfg.accelerator,
+        "devices": cfg.devices,
+        "strategy": resolve_strategy(cfg, loss),
+        "num_nodes": cfg.num_nodes,
+        "precision": resolve_precision(cfg),
+    }
+    try:
+        return L.Trainer(
+            max_epochs=cfg.epochs,
+            accumulate_grad_batches=cfg.accumulate,
+            max_time=cfg.max_time,
+            limit_train_batches=cfg.limit_train_batches,
+            callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()],
+            # versioned (logs/version_N): a resumed run adds a version instead of replacing
+            # the CSV, which CSVLogger would delete
+            logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard")],
+            use_distributed_sampler=False,  # EpochSampler shards by rank itself
+            num_sanity_val_steps=0,
+            enable_model_summary=False,
+            log_every_n_steps=cfg.log_every_n_steps,
+            limit_val_batches=1.0 if has_val else 0,
+            **settings,  # type: ignore[arg-type]
+        )
+    except (MisconfigurationException, ValueError, RuntimeError, TypeError) as e:
+        shown = ", ".join(f"{k}={v!r}" for k, v in settings.items())
+        raise ConfigError(f"the trainer rejects these settings ({shown}): {e}") from None
 
 
 def fit(cfg: TrainConfig, *, resume: bool = False) -> FitResult:
-    """Train from a validated config; with `resume`, continue from out_dir's last checkpoint."""
-    L.seed_everything(cfg.seed, workers=True)
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.out_dir / "config.json").write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
+    """Train from a validated config; with `resume`, continue from out_dir's last checkpoint.
+
+    Under DDP every rank runs this; only global rank 0 writes config.json, metrics.json and the
+    exported model.
+    """
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    ckpt_dir = cfg.out_dir / "checkpoints"
+    if rank_zero_only.rank == 0:
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        (cfg.out_dir / "config.json").write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
+        if ckpt_dir.is_dir():
+            remove_stale_temps(ckpt_dir)
     manifest = load_training_manifest(cfg)
+    es = cfg.early_stopping
+    if es is not None and es.monitor not in monitorable(manifest.taxonomy):
+        raise ConfigError(
+            f"field 'early_stopping.monitor': no metric {es.monitor!r}; "
+            f"choose one of {', '.join(monitorable(manifest.taxonomy))}"
+        )
     model = MultiTaskModel(manifest.taxonomy, cfg.model)
     info = model.backbone_info
     train_ds, val_ds = build_datasets(cfg, manifest, info.mean, info.std)
-    loss = build_multitask_loss(manifest.taxonomy, cfg.loss)
-    module = MultiTaskModule(model, loss, cfg.optim, channels_last=cfg.channels_last)
-    train_dl = make_loader(
-        train_ds, cfg.batch_size, shuffle=True, workers=cfg.data.workers, seed=cfg.seed
+    loss = build_multitask_loss(
+        manifest.taxonomy, cfg.loss, class_counts(train_ds, manifest.taxonomy)
     )
+    module = MultiTaskModule(model, loss, cfg.optim, channels_last=cfg.channels_last, seed=cfg.seed)
+    workers = cfg.data.workers
+    train_dl = train_loader(train_ds, cfg.batch_size, seed=cfg.seed, workers=workers)
     val_dl = (
-        make_loader(val_ds, cfg.batch_size, shuffle=False, workers=cfg.data.workers, seed=cfg.seed)
+        eval_loader(val_ds, cfg.batch_size, seed=cfg.seed, workers=workers)
         if val_ds is not None
         else None
     )
-    trainer = build_trainer(cfg, val_dl is not None)
-    last = cfg.out_dir / "checkpoints" / LAST
+    trainer = build_trainer(cfg, val_dl is not None, loss)
+    last = ckpt_dir / LAST
     ckpt_path = str(last) if resume and last.exists() else None
     if resume and ckpt_path is None:
         log.warning("--resume: no %s yet, starting from scratch", last)
     trainer.fit(module, train_dl, val_dl, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    (cfg.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    meta = CheckpointMeta(
-        model=cfg.model.model_dump(mode="json"),
-        preprocessing=Preprocessing(
-            input_size=cfg.data.image_size,
-            cache_size=cfg.data.cache_size or cfg.data.image_size,
-            mean=tuple(info.mean),
-            std=tuple(info.std),
-            resize_mode=cfg.data.resize_mode,
-            eval_crop=cfg.augment.eval_crop,
-        ),
-        metrics=metrics,
-        extra={"epochs_run": trainer.current_epoch, "skipped_steps": module.skipped_steps},
-    )
-    export = save_checkpoint(cfg.out_dir / "model", model, meta)
-    return FitResult(export, metrics, module.skipped_steps)
+    export = cfg.out_dir / "model"
+    if trainer.is_global_zero:
+        (cfg.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        meta = CheckpointMeta(
+            model=cfg.model.model_dump(mode="json"),
+            preprocessing=Preprocessing(
+                input_size=cfg.data.image_size,
+                cache_size=cfg.data.cache_size or cfg.data.image_size,
+                mean=tuple(info.mean),
+                std=tuple(info.std),
+                resize_mode=cfg.data.resize_mode,
+                eval_crop=cfg.augment.eval_crop,
+            ),
+            metrics=metrics,
+            extra={
+                "epochs_run": trainer.current_epoch,
+                "global_steps": trainer.global_step,
+                "skipped_steps": module.skipped_steps,
+                "unlabelled_batches": module.unlabelled_batches,
+                "ema_decay": cfg.ema_decay,
+            },
+        )
+        save_checkpoint(export, model, meta)
+    return FitResult(export, metrics, module.skipped_steps, module.unlabelled_batches)

@@ -149,32 +149,32 @@ def _cut_out(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
         y = _rows(vis, 2.2, min(3.3, d.hem_y - 0.45), rng, 0.35)
         hw = float(half_width(d, y))
         return both_sides(ellipse(hw - 0.22, y + 0.17, 0.13, 0.2, 1, "hole"))
-    y = _rows(vis, 1.9, 3.2, rng, 0.15)
-    return [ellipse(x, y, 0.07, 0.07, 1, "hole") for x in np.linspace(-0.45, 0.45, 5)]
+    y = _rows(vis, 1.9, 3.2, rng, 0.2)
+    return [ellipse(x, y, 0.1, 0.1, 1, "hole") for x in np.linspace(-0.45, 0.45, 4)]
 
 
 def _rivets(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
     out = []
     if vis.top < 1.6 and rng.random() < 0.5:  # along the shoulders
-        pts = [(x, 1.32 + 0.18 * x) for x in np.linspace(0.35, 0.85, 5)]
+        pts = [(x, 1.32 + 0.18 * x) for x in np.linspace(0.35, 0.85, 4)]
         pts += [(-x, y) for x, y in pts]
     else:
-        y = _rows(vis, 1.9, d.hem_y - 0.3, rng, 0.2)
+        y = _rows(vis, 1.9, d.hem_y - 0.3, rng, 0.25)
         hw = float(half_width(d, y)) - 0.15
-        pts = [(x, y) for x in np.linspace(-hw, hw, 9)]
+        pts = [(x, y) for x in np.linspace(-hw, hw, 7)]
         if rng.random() < 0.5:
-            pts += [(x, y + 0.14) for x in np.linspace(-hw + 0.07, hw - 0.07, 8)]
+            pts += [(x, y + 0.2) for x in np.linspace(-hw + 0.1, hw - 0.1, 6)]
     for x, y in pts:
-        out.append(ellipse(x, y, 0.055, 0.055, METAL))
+        out.append(ellipse(x, y, 0.07, 0.07, METAL))
     return out
 
 
 def _tassels(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
     y = d.hem_y - 0.04 if vis.hem_in_view else _rows(vis, 1.9, 3.2, rng, 0.4)
     hw = float(half_width(d, y))
-    out = [line([[-hw, y], [hw, y]], BAND, 0.06)]
-    for x in np.arange(-hw + 0.04, hw, 0.07):
-        out.append(line([[x, y], [x + 0.02, y + 0.38]], BAND, 0.028))
+    out = [line([[-hw, y], [hw, y]], BAND, 0.08)]
+    for x in np.arange(-hw + 0.05, hw, 0.11):
+        out.append(line([[x, y], [x + 0.03, y + 0.48]], BAND, 0.05))
     return out
 
 
@@ -203,31 +203,16 @@ def _lace_up(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
         centres = [0.0]
     out = []
     for cx in centres:
-        ys = np.linspace(top + 0.05, top + 0.65, 4)
-        out.append(
-            Shape(
-                "poly",
-                np.array(
-                    [
-                        [cx - 0.05, top],
-                        [cx + 0.05, top],
-                        [cx + 0.02, top + 0.7],
-                        [cx - 0.02, top + 0.7],
-                    ]
-                ),
-                1,
-                layer="hole",
-            )
-        )
+        ys = np.linspace(top + 0.06, top + 0.74, 4)
+        slit = [[cx - 0.09, top], [cx + 0.09, top], [cx + 0.04, top + 0.8], [cx - 0.04, top + 0.8]]
+        out.append(Shape("poly", np.array(slit), 1, layer="hole"))
         for y in ys:
-            out += [
-                ellipse(cx - 0.11, y, 0.03, 0.03, METAL),
-                ellipse(cx + 0.11, y, 0.03, 0.03, METAL),
-            ]
+            out += [ellipse(cx + sx * 0.15, y, 0.045, 0.045, METAL) for sx in (-1, 1)]
         for a, b in itertools.pairwise(ys):
-            out.append(line([[cx - 0.11, a], [cx + 0.11, b]], CORD, 0.03))
-            out.append(line([[cx + 0.11, a], [cx - 0.11, b]], CORD, 0.03))
-        out.append(line([[cx, ys[0]], [cx - 0.1, ys[0]], [cx - 0.16, ys[0] + 0.35]], CORD, 0.03))
+            out.append(line([[cx - 0.15, a], [cx + 0.15, b]], CORD, 0.05))
+            out.append(line([[cx + 0.15, a], [cx - 0.15, b]], CORD, 0.05))
+        end = [[cx, ys[0]], [cx - 0.12, ys[0]], [cx - 0.2, ys[0] + 0.45]]
+        out.append(line(end, CORD, 0.05))
     return out
 
 

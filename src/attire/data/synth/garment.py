@@ -87,6 +87,7 @@ COLLAR_BOTTOM = {
     "peter_pan": 1.78,
 }
 COLLAR_TOP = {"hood": -0.12, "turtleneck": 0.86, "stand_collar": 1.02}
+HEM_BAND = 0.28  # depth of a rib or contrast band at the hem
 
 
 @dataclass
@@ -345,7 +346,6 @@ def sleeve_reach(d: Design) -> tuple[float, float]:
     "curved_hem",
     "texture",
     "placket",
-    "fabric",
 )
 def body_outline(d: Design) -> np.ndarray:
     """Closed outline of the body, from the collar's top edge down to the hem."""
@@ -365,7 +365,7 @@ def body_outline(d: Design) -> np.ndarray:
     hw = float(half_width(d, hem))
     if d.hem_band:
         hw_band = hw - 0.06
-        lower = [[hw, hem - 0.22], [hw_band, hem]]
+        lower = [[hw, hem - HEM_BAND], [hw_band, hem]]
     else:
         lower = [[hw, hem]]
     right = np.concatenate([top, arm, side, lower])
@@ -386,19 +386,19 @@ def body_outline(d: Design) -> np.ndarray:
         xs = np.linspace(hw, 0, 2 * k + 1)
         zig = np.stack([xs, hem + 0.07 * (np.arange(2 * k + 1) % 2)], 1)
         right = np.concatenate([right[:-1], zig])
-    return _fuzz(sym(right), d)
+    return sym(right)
 
 
-def _fuzz(outline: np.ndarray, d: Design) -> np.ndarray:
-    """Fleece has a fuzzy silhouette: densify the outline and wiggle it deterministically."""
-    if d.fabric != "fleece":
-        return outline
+def fuzzy(outline: np.ndarray, depth: float) -> np.ndarray:
+    """A fuzzy silhouette (fleece): the outline densified and wiggled by about `depth` units,
+    deterministically, with tufts about 1.5 `depth` apart."""
     closed = np.concatenate([outline, outline[:1]])
     seg = np.linalg.norm(np.diff(closed, axis=0), axis=1)
     t = np.concatenate([[0], np.cumsum(seg)])
-    s = np.arange(0, t[-1], 0.035)
+    s = np.arange(0, t[-1], 0.75 * depth)
     pts = np.stack([np.interp(s, t, closed[:, 0]), np.interp(s, t, closed[:, 1])], 1)
-    wiggle = 0.022 * np.sin(s * 97.0) * np.cos(s * 31.0)
+    k = 1 / depth
+    wiggle = depth * np.sin(s * 2.1 * k) * np.cos(s * 0.67 * k)
     pts[:, 0] += wiggle * np.sign(pts[:, 0])
     pts[:, 1] += wiggle
     return pts
@@ -564,7 +564,7 @@ def neck(d: Design, trim_region: int) -> Neck:
         placket_top = 1.6
     trim = None
     if hole is not None:  # a band along the opening, flush with the body's top edge
-        trim = _grow(hole, 0.07)
+        trim = _grow(hole, 0.1)
         trim[:, 1] = np.maximum(trim[:, 1], NECK_BASE + 0.01)
     return Neck(top, hole, trim, pieces, placket_top)
 
@@ -600,7 +600,7 @@ def placket(d: Design, top: float, trim_region: int) -> tuple[list[Shape], np.nd
     out: list[Shape] = []
     if p == "none":
         return out, None
-    bottom = hem - (0.25 if d.hem_band else 0.05)
+    bottom = hem - (HEM_BAND + 0.03 if d.hem_band else 0.05)
     if p == "single_breasted":
         end = min(2.3, bottom) if d.category == "polo" else bottom
         out.append(poly([[-0.08, top], [0.08, top], [0.08, end], [-0.08, end]], trim_region))

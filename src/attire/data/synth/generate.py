@@ -22,7 +22,11 @@ from attire.data.synth.labels import LabelError, Labels, check_rate, corrupt, la
 from attire.data.synth.scene import render
 
 IMAGE_DIR = "images"
-FORMATS = {"jpg": ("JPEG", {"quality": 90}), "png": ("PNG", {"compress_level": 6})}
+# JPEG without chroma subsampling: thin stripes and trims keep their colour at 64 px
+FORMATS = {
+    "jpg": ("JPEG", {"quality": 90, "subsampling": 0}),
+    "png": ("PNG", {"compress_level": 6}),
+}
 MIN_SIZE = 32
 _STREAM_LABELS, _STREAM_RENDER, _STREAM_CORRUPT = 0, 1, 2
 _CHUNK = 64

@@ -34,6 +34,8 @@ from attire.data.synth.surface import (
 )
 
 SUPERSAMPLE = 2
+MIN_DOT = 2.6  # output pixels: the smallest button, rivet or eyelet still reads as a dot
+_MIN_R = MIN_DOT * SUPERSAMPLE / 2  # in canvas pixels
 _CUFF_CATEGORIES = ("shirt", "sweater", "hoodie", "cardigan", "jacket", "coat", "polo")
 _MANNEQUIN_TONES = np.array(
     [
@@ -109,8 +111,8 @@ def plan(labels: dict, rng: np.random.Generator) -> Plan:
             sleeve = "extra_long_sleeves" if rng.random() < 0.5 else "long_sleeves"
         else:
             sleeve, arms_hidden = "sleeveless", True
-    spread = round(rng.uniform(12, 18) * 2) / 2  # half-degree steps: outlines can be cached
-    angle = math.radians(spread + (3 if labels["fit"] == "oversized" else 0))
+    spread = round(rng.uniform(11, 15) * 2) / 2  # half-degree steps: outlines can be cached
+    angle = math.radians(spread + (4 if labels["fit"] == "oversized" else 0))
     hem = g.HEM_Y[labels["garment_length"]] if show_hem else 0.0
     d = g.Design(
         category=cat,
@@ -155,8 +157,8 @@ def plan_view(
     frame), and falls back to arms behind the back when cropped-off sleeves cannot fit.
     """
     top = g.COLLAR_TOP.get(d.collar, 1.0) if d.category != "camisole" else 1.0
-    if show_collar:
-        y0 = min(rng.uniform(0.25, 0.75), top - rng.uniform(0.1, 0.25))
+    if show_collar:  # cropped at the chin or above, as catalogue shots are: the garment fills it
+        y0 = top - rng.uniform(0.12, 0.4)
     else:
         y0 = _collar_bottom(d) + rng.uniform(0.12, 0.35)
     sleeve_crop = not show_sleeves and not d.arms_hidden
@@ -173,8 +175,8 @@ def plan_view(
             e, _ = g.sleeve_end(d)
             hi = min(hi, e[1] - 0.45)
         lo = max(lo, y0 + 2 * need_x)
-        if show_hem:
-            lo = max(lo, d.hem_y + rng.uniform(0.7, 1.1), 4.3)
+        if show_hem:  # enough leg below the hem to judge its height
+            lo = max(lo, d.hem_y + rng.uniform(0.5, 0.8), 4.3)
         else:
             d.hem_y = max(lo + rng.uniform(0.5, 1.4), 3.9)
             hi = min(hi, d.hem_y - 0.35)
@@ -182,7 +184,7 @@ def plan_view(
             break
         d.sleeve, d.arms_hidden, sleeve_crop = "sleeveless", True, False
         d.cuffs = False
-    y1 = lo + rng.uniform(0, max(0.0, min(0.45, hi - lo)))
+    y1 = lo + rng.uniform(0, max(0.0, min(0.25, hi - lo)))
     h = y1 - y0
     slack = max(0.0, h / 2 - need_x)
     xc = rng.uniform(-1, 1) * min(slack, 0.25)
@@ -200,8 +202,11 @@ class Colours:
     lut: np.ndarray  # (N_REGIONS, 3) base colour of each region
 
 
-def shapes(p: Plan, rng: np.random.Generator) -> tuple[list[g.Shape], str]:
-    """Every shape in drawing order, and how the secondary colour is carried ('trim' etc.)."""
+def shapes(p: Plan, rng: np.random.Generator, px: float) -> tuple[list[g.Shape], str]:
+    """Every shape in drawing order, and how the secondary colour is carried ('trim' etc.).
+
+    px: the length of one output pixel in units (fine outlines are drawn at least that coarse).
+    """
     d, lab = p.design, p.labels
     out = list(g.mannequin(d.arm_angle, not d.arms_hidden))
     one_pattern = lab["main_pattern"] == "solid" and lab["secondary_pattern"] == "none"
@@ -215,15 +220,18 @@ def shapes(p: Plan, rng: np.random.Generator) -> tuple[list[g.Shape], str]:
     behind = [s.value in (g.HOOD, g.LINING, 0) for s in nk.pieces]  # the hood frames the head
     out += [s for s, b in zip(nk.pieces, behind, strict=True) if b]
     body = g.body_outline(d)
+    if d.fabric == "fleece":
+        body = g.fuzzy(body, max(0.022, 0.8 * px))
     out.append(g.poly(body, g.BODY))
     out += _panels(p, trim_mode, rng)
     if d.hem_band:
         hw = float(g.half_width(d, d.hem_y)) + 0.01
+        depth = g.HEM_BAND
         band = [
-            [hw, d.hem_y - 0.22],
+            [hw, d.hem_y - depth],
             [hw - 0.06, d.hem_y],
             [-hw + 0.06, d.hem_y],
-            [-hw, d.hem_y - 0.22],
+            [-hw, d.hem_y - depth],
         ]
         out.append(g.poly(band, g.TRIM if trim_mode else g.BAND))
     if d.kangaroo and d.hem_y > 3.2:
@@ -234,7 +242,7 @@ def shapes(p: Plan, rng: np.random.Generator) -> tuple[list[g.Shape], str]:
         out.append(g.poly(g.sleeve_shape(d), g.SLEEVE))
         out.append(g.poly(g.sleeve_shape(d, True), g.SLEEVE))
         if d.cuffs:
-            cuff = g.cuff(d, 0.2 if d.category in ("shirt", "coat", "jacket") else 0.16)
+            cuff = g.cuff(d, 0.26 if d.category in ("shirt", "coat", "jacket") else 0.22)
             out += [g.Shape(s.kind, s.pts, g.TRIM if trim_mode else g.BAND) for s in cuff]
     if nk.trim is not None:
         out.append(g.poly(nk.trim, g.TRIM if trim_mode else g.BAND))
@@ -266,7 +274,7 @@ def _category_details(p: Plan, neck_y: float) -> list[g.Shape]:
     """Seams and details that tell categories apart whatever the other attributes are."""
     d, cat = p.design, p.design.category
     out: list[g.Shape] = []
-    hem = d.hem_y - (0.22 if d.hem_band else 0.0)
+    hem = d.hem_y - (g.HEM_BAND if d.hem_band else 0.0)
     if cat == "shirt":  # yoke seam
         out.append(g.line([[-0.9, 1.72], [0.9, 1.72]], g.STITCH, 0.02, "detail"))
     elif cat in ("t_shirt", "polo") and not d.hem_band:  # twin-needle hem
@@ -293,8 +301,9 @@ def _category_details(p: Plan, neck_y: float) -> list[g.Shape]:
 
 
 def _panels(p: Plan, trim_mode: bool, rng: np.random.Generator) -> list[g.Shape]:
-    """Colour-block panels, or the panel that carries a secondary pattern where sleeves cannot
-    (absent, hidden or too short to show it); always inside the visible rows of the body."""
+    """Colour-block panels, or the panel that carries a secondary pattern (with the sleeves): a
+    yoke, a deep hem band or side panels, whichever the frame shows; always inside the visible
+    rows of the body, and always well under half of it."""
     d, lab, vis = p.design, p.labels, p.visible
     body_top = 1.9 if d.category == "camisole" else g.NECK_BASE
     y_top, y_bot = max(vis.top, body_top), min(vis.bottom, d.hem_y)
@@ -311,14 +320,13 @@ def _panels(p: Plan, trim_mode: bool, rng: np.random.Generator) -> list[g.Shape]
             return [_panel([[-0.3, 0], [0.3, 0], [0.3, 9], [-0.3, 9]], g.PANEL)]
         a, b = y_top + 0.45 * span, y_bot - 0.05 * span
         return [_panel([[wide, a - 1.5], [wide, 9], [-wide, 9], [-wide, b + 1.5]], g.PANEL)]
-    sleeves_show = vis.sleeves and not d.arms_hidden and d.sleeve != "sleeveless"
-    long_sleeves = sleeves_show and g.SLEEVE_FRACTION.get(d.sleeve, 0) >= 0.5 and vis.top < 1.5
-    if lab["secondary_pattern"] != "none" and not long_sleeves:
+    if lab["secondary_pattern"] != "none":  # besides the sleeves, always a panel of the body
+        depth = min(max(0.32 * span, 0.6), 1.4)
         if vis.top < body_top + 0.05 and d.category != "camisole":  # a yoke
-            y = y_top + max(0.4 * span, 0.5)
+            y = y_top + depth
             return [_panel([[-wide, 0], [wide, 0], [wide, y], [-wide, y]], g.PANEL)]
         if vis.hem_in_view:  # a deep band above the hem
-            y = y_bot - max(0.4 * span, 0.45)
+            y = y_bot - depth
             return [_panel([[-wide, y], [wide, y], [wide, 9], [-wide, 9]], g.PANEL)]
         hw = float(g.half_width(d, y_top))
         return [
@@ -359,17 +367,17 @@ def colours(p: Plan, mode: str, rng: np.random.Generator) -> Colours:
     main = sample_colour(lab["main_colour"], rng)
     sec = None if lab["secondary_colour"] == "none" else sample_colour(lab["secondary_colour"], rng)
     ink = sec if sec is not None else tone_on_tone(main)
-    shade = tone_on_tone(main) * 0.35 + main * 0.65
+    shade = tone_on_tone(main) * 0.5 + main * 0.5
     trim = sec if sec is not None else shade
     lut = np.zeros((g.N_REGIONS, 3), F32)
     lut[[g.BODY, g.SLEEVE, g.HOOD, g.RUFFLE, g.COLLAR]] = main
     lut[g.PANEL] = ink if lab["main_pattern"] == "colour_block" else main
-    lut[g.TRIM] = trim
-    lut[g.POCKET] = trim  # plain pockets read as pockets on any pattern
-    lut[g.BAND] = shade
-    if mode == "trim" and p.design.collar in ("peter_pan", "shirt_collar", "stand_collar"):
-        lut[g.COLLAR] = trim
-    lut[g.LINING] = main * 0.55
+    # the second colour is carried by the ink AND the trims (bands, pockets, bows): wherever a
+    # garment has one, its bands show it even when the print is small
+    lut[[g.TRIM, g.POCKET, g.BAND]] = trim
+    if mode == "trim" and p.design.collar not in ("hood", "off_shoulder"):
+        lut[g.COLLAR] = trim  # contrast collar
+    lut[g.LINING] = trim * 0.8 if mode == "trim" else main * 0.55
     dark = luminance(main) < 0.35
     lut[g.STITCH] = np.clip(main + 0.22, 0, 1) if dark else main * 0.55
     lut[g.TOPSTITCH] = (0.86, 0.62, 0.22)
@@ -516,12 +524,12 @@ class Raster:
                 d.polygon(flat, fill=value)
                 if outline is not None:  # a line, not polygon(width=2): that one builds masks
                     d.line([*flat, *flat[:2]], fill=outline, width=2)
-            elif s.kind == "line":
-                w = max(1, round(s.width * self.s * scale))
+            elif s.kind == "line":  # at least one output pixel wide
+                w = max(1, round(max(s.width * self.s, SUPERSAMPLE) * scale))
                 d.line(q.ravel().tolist(), fill=value, width=w, joint="curve")
-            else:
+            else:  # at least MIN_DOT output pixels across
                 c = q.mean(0)
-                r = np.abs(s.pts[1] - s.pts[0]) * (self.s * scale / 2)
+                r = np.maximum(np.abs(s.pts[1] - s.pts[0]) * (self.s / 2), _MIN_R) * scale
                 box = [c[0] - r[0], c[1] - r[1], c[0] + r[0], c[1] + r[1]]
                 d.ellipse(box, fill=value, outline=outline, width=2)
 
@@ -550,7 +558,7 @@ def render(labels: dict, size: int = 128, rng: np.random.Generator | None = None
     if size < 16:
         raise LabelError(f"image size must be at least 16 pixels (got {size})")
     p = plan(labels, rng)
-    figure, mode = shapes(p, rng)
+    figure, mode = shapes(p, rng, p.view.h / size)
     col = colours(p, mode, rng)
     n = size * SUPERSAMPLE
     raster = Raster(p.view, n)
@@ -657,28 +665,34 @@ def _garment(
         sec_lut[g.SLEEVE] = True
     elif lab["main_pattern"] != "colour_block":
         main_lut[g.SLEEVE] = True
-    ink = pattern_ink(lab["main_pattern"], u, v, raster.s, rng, _chest_box(p))
+    ppu = raster.s / SUPERSAMPLE  # output pixels per unit: surface features scale with it
+    ink = pattern_ink(lab["main_pattern"], u, v, ppu, rng, _chest_box(p))
     cover = None if ink is None else np.where(main_lut[region], ink, F32(0))
     if lab["secondary_pattern"] != "none":  # same ink colour, on other regions
         sink = np.where(
-            sec_lut[region], secondary_ink(lab["secondary_pattern"], u, v, raster.s, rng), F32(0)
+            sec_lut[region], secondary_ink(lab["secondary_pattern"], u, v, ppu, rng), F32(0)
         )
         cover = sink if cover is None else cover + sink
     if cover is not None:
         alb += cover * (col.ink[:, None] - alb)
 
     fabric = _FABRIC_LUT[region]
-    tm, ta, talpha = texture_maps(lab["texture"], u, v, raster.s, rng, top=p.visible.top)
+    tm, ta, talpha = texture_maps(lab["texture"], u, v, ppu, rng, top=p.visible.top)
     rim = _rim(region2d > 0, raster.s).ravel()[inside] if lab["fabric"] == "velvet" else None
-    fm, fa, falpha = fabric_maps(lab["fabric"], u, v, raster.s, rng, rim)
+    fm, fa, falpha = fabric_maps(lab["fabric"], u, v, ppu, rng, rim)
     if p.design.category in ("sweater", "cardigan", "hoodie", "polo"):  # rib-knit bands
-        period = max(0.06, 4 / raster.s)
+        period = max(0.06, 3 / ppu)
         rib = np.where(u / period - np.floor(u / period) < 0.4, F32(0.8), F32(1.0))
         tm = np.where(region == g.BAND, rib, tm)
     lit = light.level + light.gx * (px / raster.n - 0.5) + light.gy * (py / raster.n - 0.5)
-    mult = np.where(fabric, tm * fm * lit, lit)
-    mult = np.where(_edges(region2d).ravel()[inside], mult * F32(0.72), mult)
-    add = np.where(fabric, ta + fa, F32(0.0)) * F32(255)
+    mult = np.where(fabric, tm * fm * lit, lit) * _REGION_MULT[region]
+    add = np.where(fabric, ta + fa, F32(0.0)) + _REGION_ADD[region]
+    # outlines and seams: darker on light colours, lighter on dark ones (both read at 64 px)
+    edge = _edges(region2d).ravel()[inside]
+    mult = np.where(edge, mult * F32(0.62), mult)
+    if luminance(col.main) < 0.3:
+        add = np.where(edge, add + F32(0.12), add)
+    add *= F32(255)
     rgb = alb * (mult * F32(255))
     rgb += add
     rgb = np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
@@ -707,6 +721,13 @@ def _pixel_grid(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 _FABRIC_LUT = np.zeros(g.N_REGIONS, bool)
 _FABRIC_LUT[list(g.FABRIC_REGIONS)] = True
+# Raised parts catch the light (collars, flounces) and recessed ones do not (pocket mouths):
+# a multiplier and added light per region, so shapes of the garment's own colour still read.
+_REGION_MULT = np.ones(g.N_REGIONS, F32)
+_REGION_ADD = np.zeros(g.N_REGIONS, F32)
+_REGION_MULT[[g.COLLAR, g.RUFFLE]] = 1.1
+_REGION_ADD[[g.COLLAR, g.RUFFLE]] = 0.05
+_REGION_MULT[g.LINING] = 0.85
 
 
 def _chest_box(p: Plan) -> tuple[float, float, float, float]:

@@ -3,8 +3,17 @@
 Every map is a function of garment coordinates (u, v) in body units, so patterns follow the
 figure's position, scale and rotation. Repeating motifs (flowers, letters, pictograms, sequin
 brightness) come from small tiles drawn once and looked up by coordinate, which keeps a whole
-pattern to a handful of numpy operations. Periods have a floor in pixels so that each texture
-still shows at the output size (about 3 output pixels per period at least).
+pattern to a handful of numpy operations.
+
+Three kinds of surface are kept apart so that each reads on its own, even at 64 px:
+- a *pattern* is crisp ink of the second colour (the secondary colour, or a shade of the main one
+  on a one-colour garment); its feature sizes have floors in OUTPUT pixels (stripes >= 2 px, dots
+  >= 3 px, motifs >= 5 px), so it never dissolves into a blend;
+- a *texture* is a soft, low-amplitude luminance relief of whatever colour lies under it (or
+  see-through holes, or glints), never a second colour, so it cannot pass for a pattern;
+- a *fabric* is the light response at the scale of the whole garment: folds, sheen, specular
+  streaks, translucency, grain, bright edges.
+Every `ppu` argument here is output pixels per unit.
 """
 
 from __future__ import annotations
@@ -46,9 +55,13 @@ def sample_colour(name: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def tone_on_tone(rgb: np.ndarray) -> np.ndarray:
-    """A visibly different shade of the same colour (patterns of a one-colour garment)."""
+    """A visibly different shade of the same colour (patterns of a one-colour garment).
+
+    The step is kept small enough that the shade stays out of the neighbouring colour classes
+    (white's shade is a light grey above the grey box, black's a charcoal below it), so a
+    one-colour garment does not look like a two-colour one."""
     h, s, v = colorsys.rgb_to_hsv(*(float(c) for c in rgb))
-    v2 = v - 0.3 if v > 0.45 else v + 0.28
+    v2 = v - 0.19 if v > 0.5 else v + 0.16
     return np.array(colorsys.hsv_to_rgb(h, s, min(max(v2, 0.0), 1.0)), F32)
 
 
@@ -61,8 +74,13 @@ def _frac(x: np.ndarray) -> np.ndarray:
 
 
 def _period(nominal: float, ppu: float, min_px: float) -> float:
-    """A period in units, at least `min_px` canvas pixels long."""
+    """A period in units, at least `min_px` output pixels long."""
     return max(nominal, min_px / ppu)
+
+
+def _tri(x: np.ndarray) -> np.ndarray:
+    """A triangle wave of period 1 in [-1, 1] (1 at integers): a cheap soft ridge profile."""
+    return np.abs(_frac(x) - F32(0.5)) * F32(4) - F32(1)
 
 
 # -- tiles, drawn once -------------------------------------------------------------------------
@@ -139,12 +157,13 @@ def _slogan_tile(variant: int) -> np.ndarray:
     img = Image.new("L", (w, h), 0)
     d = ImageDraw.Draw(img)
     font = _font()
+    bold = _bold(font, 3)
     step = h / len(lines)
     for i, text in enumerate(lines):
-        box = d.textbbox((0, 0), text, font=font)
+        box = d.textbbox((0, 0), text, font=font, stroke_width=bold.get("stroke_width", 0))
         tw, th = box[2] - box[0], box[3] - box[1]
         scale_img = Image.new("L", (tw + 4, th + 4), 0)
-        ImageDraw.Draw(scale_img).text((2 - box[0], 2 - box[1]), text, fill=255, font=font)
+        ImageDraw.Draw(scale_img).text((2 - box[0], 2 - box[1]), text, 255, font, **bold)
         fitted = scale_img.resize((int(w * 0.96), int(step * 0.8)), Image.BILINEAR)
         img.paste(fitted, (int(w * 0.02), int(i * step + step * 0.1)))
     return np.asarray(img, F32) / 255
@@ -157,11 +176,21 @@ def _text_tile() -> np.ndarray:
     img = Image.new("L", (w, h), 0)
     d = ImageDraw.Draw(img)
     font = (
-        ImageFont.load_default(size=28) if isinstance(_font(), ImageFont.FreeTypeFont) else _font()
+        ImageFont.load_default(size=28) if _freetype(_font()) else _font()
     )
     for row, text in enumerate(("ABC XYZ AB", "LOVE ME YES")):
-        d.text((4 + row * 30, 8 + row * 64), text, fill=255, font=font)
+        d.text((4 + row * 30, 8 + row * 64), text, 255, font, **_bold(font, 2))
     return np.asarray(img, F32) / 255
+
+
+def _bold(font: object, width: int) -> dict:
+    """Text options for heavy letters (block prints stay legible when small): a stroke in the
+    text's own colour, where the font supports one."""
+    return {"stroke_width": width, "stroke_fill": 255} if _freetype(font) else {}
+
+
+def _freetype(font: object) -> bool:
+    return isinstance(font, ImageFont.FreeTypeFont)
 
 
 @lru_cache(maxsize=8)
@@ -262,41 +291,44 @@ def pattern_ink(
     rng: np.random.Generator,
     chest: tuple[float, float, float, float],
 ) -> np.ndarray | None:
-    """Where a pattern's second colour goes; None for solid. `chest` boxes a placed print."""
+    """Where a pattern's second colour goes; None for solid. `chest` boxes a placed print.
+
+    Ink always covers well under half of the area, so the main colour stays the majority."""
     if kind in ("solid", "none", "colour_block"):
         return None
     if kind in ("horizontal_stripe", "vertical_stripe"):
-        p = _period(rng.uniform(0.24, 0.36), ppu, 7)
-        duty = rng.uniform(0.32, 0.45)
+        p = _period(rng.uniform(0.24, 0.36), ppu, rng.uniform(6.0, 7.5))
+        duty = rng.uniform(0.34, 0.42)
         coord = v if kind == "horizontal_stripe" else u
         return (_frac(coord / p + rng.random()) < duty).astype(F32)
-    if kind == "plaid":
-        p = _period(rng.uniform(0.5, 0.65), ppu, 14)
+    if kind == "plaid":  # crossing bands (half ink each, full where they cross) and thin lines
+        p = _period(rng.uniform(0.5, 0.65), ppu, 12)
         fu, fv = _frac(u / p + rng.random()), _frac(v / p + rng.random())
-        bands = 0.5 * (fu < 0.3) + 0.5 * (fv < 0.3)
-        lines = (np.abs(fu - 0.65) < 0.04) | (np.abs(fv - 0.65) < 0.04)
-        return np.maximum(bands, 0.85 * lines).astype(F32)
+        bands = 0.5 * (fu < 0.28) + 0.5 * (fv < 0.28)
+        half = max(0.05, 1.0 / (p * ppu))  # lines at least 2 output px wide
+        lines = (np.abs(fu - 0.64) < half) | (np.abs(fv - 0.64) < half)
+        return np.maximum(bands, 0.9 * lines).astype(F32)
     if kind == "polka_dot":
-        p = _period(rng.uniform(0.28, 0.36), ppu, 9)
+        p = _period(rng.uniform(0.28, 0.36), ppu, 7)
         row = np.floor(v / p)
         fu = _frac(u / p + 0.5 * (row % 2))
         fv = _frac(v / p)
-        r = rng.uniform(0.2, 0.27)
+        r = max(rng.uniform(0.2, 0.26), 1.6 / (p * ppu))  # dots at least 3 output px across
         return (((fu - 0.5) ** 2 + (fv - 0.5) ** 2) < r * r).astype(F32)
     if kind == "floral":
-        p = _period(rng.uniform(0.42, 0.55), ppu, 16)
+        p = _period(rng.uniform(0.42, 0.55), ppu, 11)
         row = np.floor(v / p)
         tx = (u / p + 0.5 * (row % 2)) * _TILE
         return _lookup(_flower_tile(), v / p * _TILE, tx)
     if kind == "geometric":
-        p = _period(rng.uniform(0.36, 0.46), ppu, 12)
+        p = _period(rng.uniform(0.36, 0.46), ppu, 9)
         gu, gv = u / p, v / p
         fu, fv = _frac(gu), _frac(gv)
         if rng.random() < 0.5:  # triangles in alternate cells
             even = (np.floor(gu) + np.floor(gv)) % 2 == 0
             return ((fu > fv + 0.08) & even).astype(F32)
-        return ((np.abs(fu - 0.5) + np.abs(fv - 0.5)) < 0.38).astype(F32) * (  # split diamonds
-            np.abs(fu - 0.5) > 0.05
+        return ((np.abs(fu - 0.5) + np.abs(fv - 0.5)) < 0.36).astype(F32) * (  # split diamonds
+            np.abs(fu - 0.5) > 0.06
         )
     if kind == "graphic_print":
         return _boxed(_pictogram(int(rng.integers(0, 8))), u, v, chest)
@@ -316,7 +348,7 @@ def secondary_ink(kind: str, u, v, ppu: float, rng: np.random.Generator) -> np.n
 
 def _all_over_letters(u, v, ppu: float) -> np.ndarray:
     tile = _text_tile()
-    p = _period(0.62, ppu, 30)  # one tile row of text is half the tile
+    p = _period(0.62, ppu, 14)  # one tile row of text is half the tile
     return _lookup(tile, v / p * tile.shape[0] / 2, u / p * tile.shape[0] / 2)
 
 
@@ -331,70 +363,83 @@ def _slogan_box(chest: tuple[float, float, float, float]) -> tuple[float, float,
 Maps = tuple[np.ndarray | float, np.ndarray | float, np.ndarray | float]
 
 
+def _relief(r: np.ndarray, depth: float) -> tuple[np.ndarray, np.ndarray]:
+    """Shading of a relief r in [-1, 1]: a multiplier plus a little added light, so that the
+    relief also shows on black (where a multiplier alone does nothing)."""
+    return (F32(1) + F32(depth) * r).astype(F32), (F32(0.3 * depth) * r).astype(F32)
+
+
 def texture_maps(kind: str, u, v, ppu: float, rng: np.random.Generator, top: float) -> Maps:
-    """Surface relief of a texture as light multiplier, added highlight and opacity."""
+    """Surface relief of a texture as light multiplier, added light and opacity.
+
+    Soft and low in amplitude (+-10-20% of the base colour's light), at its own scale: fine
+    ribs, wales and twill lines (3-5 px), wider cables, quilting diamonds and pleats (6-10 px);
+    lace and mesh are see-through, sequins glint."""
     one = 1.0
     if kind == "smooth":
         return one, 0.0, one
-    if kind == "ribbed":
-        p = _period(0.1, ppu, 5)
-        return np.where(_frac(u / p) < 0.38, F32(0.72), F32(1.17)), 0.0, one
-    if kind == "cable_knit":
-        w = _period(0.36, ppu, 18)
+    if kind == "ribbed":  # narrow recessed lines between raised ribs
+        p = _period(0.1, ppu, 3.0)
+        m, a = _relief(np.where(_frac(u / p) < 0.34, F32(-1), F32(0.5)), 0.16)
+        return m, a, one
+    if kind == "corduroy":  # rounded wales with dark grooves
+        p = _period(0.17, ppu, 5.0)
+        t = _frac(u / p) - F32(0.5)
+        m, a = _relief(F32(1) - F32(8) * t * t, 0.15)
+        return m, a, one
+    if kind == "twill":
+        p = _period(0.085, ppu, 3.2)
+        m, a = _relief(_tri((u + v) / p), 0.12)
+        return m, a, one
+    if kind == "cable_knit":  # braided columns separated by recessed purl gutters
+        w = _period(0.36, ppu, 10)
         fx = (_frac(u / w) - 0.5) * w
         s = 0.085 * w / 0.36 * np.sin(v * (2 * math.pi / (1.3 * w)))
-        sig = 0.055 * w / 0.36
-        ridge = np.maximum(np.exp(-(((fx - s) / sig) ** 2)), np.exp(-(((fx + s) / sig) ** 2)))
-        mult = 0.72 + 0.55 * ridge
-        return np.where(np.abs(fx) > 0.42 * w, F32(0.6), mult).astype(F32), 0.0, one
-    if kind == "quilted":
-        p = _period(0.46, ppu, 16)
-        fa, fb = _frac((u + v) / p), _frac((u - v) / p)
-        puff = np.sin(np.pi * fa) * np.sin(np.pi * fb)
-        seam = np.minimum(np.minimum(fa, 1 - fa), np.minimum(fb, 1 - fb)) < 0.045
-        return np.where(seam, F32(0.55), 0.8 + 0.45 * puff).astype(F32), 0.0, one
-    if kind == "lace":
-        p = _period(0.36, ppu, 14)
+        sig = 0.06 * w / 0.36
+        d = np.minimum(np.abs(fx - s), np.abs(fx + s)) / sig
+        ridge = np.maximum(F32(1) - d * d, F32(0)) * F32(2) - F32(1)
+        m, a = _relief(np.where(np.abs(fx) > 0.42 * w, F32(-1), ridge), 0.2)
+        return m, a, one
+    if kind == "quilted":  # puffed diamonds between stitched seams
+        p = _period(0.46, ppu, 9)
+        ta, tb = _tri((u + v) / p), _tri((u - v) / p)
+        puff = (F32(1) - ta * ta) * (F32(1) - tb * tb)  # 1 mid-diamond, 0 at the seams
+        m, a = _relief(puff * F32(2) - F32(1), 0.18)
+        return m, a, one
+    if kind == "lace":  # opaque flowers on a see-through net
+        p = _period(0.36, ppu, 8)
         row = np.floor(v / p)
         fu, fv = _frac(u / p + 0.5 * (row % 2)) - 0.5, _frac(v / p) - 0.5
         r2 = fu * fu + fv * fv
         ang = np.arctan2(fv, fu)
         motif = r2 < (0.2 + 0.07 * np.cos(5 * ang)) ** 2
-        q = _period(0.075, ppu, 4)
+        q = _period(0.075, ppu, 2.5)
         net = (_frac((u + v) / q) < 0.3) | (_frac((u - v) / q) < 0.3)
-        alpha = np.where(motif, F32(1.0), np.where(net, F32(0.75), F32(0.12)))
-        return np.where(motif & (r2 > 0.012), F32(1.0), F32(0.86)), 0.0, alpha
-    if kind == "mesh":
-        p = _period(0.13, ppu, 7)
-        fu, fv = _frac(u / p), _frac(v / p + 0.5 * (np.floor(u / p) % 2))
-        hole = (np.abs(fu - 0.5) < 0.28) & (np.abs(fv - 0.5) < 0.28)
+        alpha = np.where(motif, F32(1.0), np.where(net, F32(0.7), F32(0.1)))
+        return np.where(motif & (r2 > 0.012), F32(1.05), F32(0.9)), 0.0, alpha
+    if kind == "mesh":  # a square grid of holes
+        p = _period(0.13, ppu, 4.0)
+        hole = (np.abs(_frac(u / p) - 0.5) < 0.27) & (np.abs(_frac(v / p) - 0.5) < 0.27)
         return one, 0.0, np.where(hole, F32(0.08), F32(1.0))
-    if kind == "sequined":
-        p = _period(0.085, ppu, 5)
+    if kind == "sequined":  # discs of random brightness, a few of them glinting white
+        p = _period(0.085, ppu, 2.5)
         cells = _noise_tiles()["cells"]
         bright = _lookup(cells, v / p, u / p)
-        fu, fv = _frac(u / p) - 0.5, _frac(v / p) - 0.5
-        disc = fu * fu + fv * fv < 0.2
-        mult = np.where(disc, 0.72 + 0.7 * bright, F32(0.6))
-        glint = np.where(disc & (bright > 0.93), F32(0.75), F32(0.0))
-        return mult.astype(F32), glint, one
-    if kind == "twill":
-        p = _period(0.085, ppu, 6)
-        return np.where(_frac((u + v) / p) < 0.42, F32(0.8), F32(1.14)), 0.0, one
-    if kind == "corduroy":
-        p = _period(0.17, ppu, 9)
-        return (0.7 + 0.5 * np.abs(np.sin(np.pi * u / p))).astype(F32), 0.0, one
-    if kind == "pleated":
-        p = _period(0.3, ppu, 12)
+        m, a = _relief(bright * F32(2) - F32(1), 0.22)
+        glint = np.where(bright > 0.9, F32(0.6), F32(0.0))
+        return m, a + glint, one
+    if kind == "pleated":  # sharp folds fanning out from the top
+        p = _period(0.3, ppu, 6.0)
         fan = u / (1.0 + 0.22 * np.clip(v - top, 0, None))
-        return (0.72 + 0.55 * _frac(fan / p)).astype(F32), 0.0, one
+        m, a = _relief(_frac(fan / p) * F32(2) - F32(1), 0.18)
+        return m, a, one
     raise ValueError(f"unknown texture {kind!r}")
 
 
 def fabric_maps(
     kind: str, u, v, ppu: float, rng: np.random.Generator, rim: np.ndarray | None = None
 ) -> Maps:
-    """Light response of a fabric: folds, grain, sheen and translucency.
+    """Light response of a fabric at the garment's scale: folds, grain, sheen, translucency.
 
     rim (velvet only): 1 at the garment's outline, 0 well inside it.
     """
@@ -402,32 +447,32 @@ def fabric_maps(
     fold = np.sin(u * rng.uniform(3.5, 5.0) + phase) * np.sin(u * 1.7 + v * 0.4 + phase * 0.5)
     tiles = _noise_tiles()
     ox, oy = rng.integers(0, 256, 2)
-    grain_px = max(ppu / 60, 1.0)
-    if kind == "cotton":
-        return 1 + 0.06 * fold, 0.0, 1.0
-    if kind == "chiffon":
-        return 1.05 + 0.08 * fold, 0.0, 0.68
-    if kind == "knit":
-        p = _period(0.065, ppu, 5)
+    px = ppu  # noise texels per unit: one texel per output pixel
+    if kind == "cotton":  # matte, soft folds
+        return 1 + 0.08 * fold, 0.0, 1.0
+    if kind == "chiffon":  # sheer: what is behind shows through
+        return 1.06 + 0.08 * fold, 0.0, 0.58
+    if kind == "knit":  # rows of small stitches
+        p = _period(0.065, ppu, 3.0)
         chevron = _frac(v / p + np.abs(_frac(u / p) - 0.5)) < 0.5
-        return np.where(chevron, F32(0.9), F32(1.04)) + 0.04 * fold, 0.0, 1.0
-    if kind == "denim":
-        streak = _lookup(tiles["slub"].T, u * 60 / grain_px + ox, v * 12 / grain_px + oy)
-        fade = 0.14 * np.exp(-((u / 0.55) ** 2))
-        return 0.92 + 0.12 * streak + fade + 0.04 * fold, 0.0, 1.0
-    if kind == "leather":
+        return np.where(chevron, F32(0.91), F32(1.05)) + 0.04 * fold, 0.0, 1.0
+    if kind == "denim":  # vertical streaks of the weave, faded down the middle
+        streak = _lookup(tiles["slub"], u * px + ox, v * px + oy)  # rows are smooth along x
+        fade = 0.2 * np.exp(-((u / 0.5) ** 2))
+        return 0.88 + 0.14 * streak + fade + 0.04 * fold, 0.0, 1.0
+    if kind == "leather":  # sharp specular streaks along the folds
         spec = np.maximum(np.sin(u * 2.6 + phase + 0.25 * v), 0) ** 12
-        return 0.86 + 0.1 * fold, (0.55 * spec).astype(F32), 1.0
-    if kind == "satin":
+        return 0.84 + 0.1 * fold, (0.6 * spec).astype(F32), 1.0
+    if kind == "satin":  # one broad lustrous sheen
         sheen = (0.5 + 0.5 * np.sin(u * 2.2 + v * 0.9 + phase)) ** 3
-        return 0.9 + 0.05 * fold, (0.32 * sheen).astype(F32), 1.0
-    if kind == "linen":
-        slub = _lookup(tiles["slub"], v * 60 / grain_px + oy, u * 14 / grain_px + ox)
-        return 1 + 0.11 * slub + 0.04 * fold, 0.0, 1.0
-    if kind == "fleece":
-        grain = _lookup(tiles["grain"], v * 60 / grain_px + oy, u * 60 / grain_px + ox)
-        return 1 + 0.1 * grain + 0.03 * fold, 0.0, 1.0
+        return 0.88 + 0.05 * fold, (0.36 * sheen).astype(F32), 1.0
+    if kind == "linen":  # horizontal slubs: short thick threads
+        slub = _lookup(tiles["slub"], v * px + oy, u * px + ox)
+        return 1 + 0.14 * slub + 0.05 * fold, 0.0, 1.0
+    if kind == "fleece":  # a mottled pile (and a fuzzy outline, drawn by the scene)
+        grain = _lookup(tiles["grain"], v * px / 1.5 + oy, u * px / 1.5 + ox)
+        return 1 + 0.12 * grain + 0.03 * fold, 0.0, 1.0
     if kind == "velvet":  # deep in the folds, light at the edges
         edge = rim if rim is not None else 0.0
-        return 0.84 + 0.08 * fold, (0.25 * edge).astype(F32), 1.0
+        return 0.8 + 0.1 * fold, (0.3 * edge).astype(F32), 1.0
     raise ValueError(f"unknown fabric {kind!r}")
