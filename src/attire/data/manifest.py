@@ -116,6 +116,9 @@ class Manifest:
         for col in df.columns:
             if df[col].dtype == object:
                 df[col] = df[col].map(_from_arrow)
+            elif pd.api.types.is_string_dtype(df[col]):
+                # missing labels are None everywhere, as in manifests built in memory
+                df[col] = df[col].astype(object).where(df[col].notna(), None)
         return cls(df, tax, path.parent)
 
     def write(self, path: str | Path) -> Path:
