@@ -4,6 +4,7 @@ from attire.cli import (  # noqa: F401  (each module registers its commands)
     data,
     eval,
     predict,
+    rebalance,
     synth,
     train,
 )

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from attire.data.cache import load_image, resize_square, to_rgb
 from attire.data.dataset import Transform
 from attire.data.transforms import AugmentPolicy, build_transforms
+from attire.losses import adjust_logits
 from attire.models.checkpoint import load_checkpoint
 from attire.models.multitask import EMBEDDING
 
@@ -74,7 +75,12 @@ def _collate(items: list[tuple[int, torch.Tensor | None, str]]) -> dict:
 
 
 class Predictor:
-    """Loads a checkpoint folder once and scores images in batches."""
+    """Loads a checkpoint folder once and scores images in batches.
+
+    A checkpoint with a post-hoc logit adjustment (``extra.logit_adjustment``: per task tau and
+    the training class counts, written by `attire rebalance --method logit-adjust`) gets it
+    applied to that task's logits before the softmax (`attire.losses.adjust_logits`).
+    """
 
     def __init__(self, ckpt_dir: str | Path, device: str = "cpu"):
         self.model, self.meta = load_checkpoint(ckpt_dir)
@@ -90,6 +96,7 @@ class Predictor:
             pre.std,
             train=False,
         )
+        self.logit_adjustment: dict[str, dict] = dict(self.meta.extra.get("logit_adjustment", {}))
 
     @torch.inference_mode()
     def scores(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
@@ -98,6 +105,9 @@ class Predictor:
         probs = {}
         for task in self.taxonomy.tasks:
             logits = out[task.name].float()
+            adjust = self.logit_adjustment.get(task.name)
+            if adjust is not None:
+                logits = adjust_logits(logits, adjust["class_counts"], adjust["tau"])
             p = torch.sigmoid(logits) if task.multilabel else torch.softmax(logits, dim=1)
             probs[task.name] = p.cpu().numpy()
         return probs

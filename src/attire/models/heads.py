@@ -16,10 +16,11 @@ class HeadConfig(BaseModel):
 
 
 class TaskHead(nn.Module):
-    """Dropout -> [Linear -> BN -> ReLU]* -> Linear.
+    """Dropout -> [Linear -> LayerNorm -> ReLU]* -> Linear.
 
     The input of the last linear layer is the task's own embedding, which embedding-space losses
-    (Range loss) and classifier re-training (cRT, tau-normalisation) work on.
+    (Range loss) and classifier re-training (cRT, tau-normalisation) work on. LayerNorm, not
+    BatchNorm: a head must work on a last batch of one image and on one task's labelled subset.
     """
 
     def __init__(self, in_features: int, num_classes: int, cfg: HeadConfig | None = None):
@@ -28,7 +29,7 @@ class TaskHead(nn.Module):
         layers: list[nn.Module] = [nn.Dropout(cfg.dropout)] if cfg.dropout > 0 else []
         width = in_features
         for h in cfg.hidden:
-            layers += [nn.Linear(width, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]
+            layers += [nn.Linear(width, h), nn.LayerNorm(h), nn.ReLU(inplace=True)]
             if cfg.dropout > 0:
                 layers.append(nn.Dropout(cfg.dropout))
             width = h

@@ -469,6 +469,13 @@ class SamplerConfig(BaseModel):
                 raise ValueError(f"sampler '{self.name}' takes no `{option}`")
         return self
 
+    @property
+    def is_default(self) -> bool:
+        """Plain instance sampling with nothing set: training then keeps its own seeded
+        permutation per epoch (`attire.training.sampling.EpochSampler`), as before samplers
+        existed, instead of drawing through a `RowSampler`."""
+        return self == SamplerConfig()
+
     def build(
         self,
         data: Manifest | MultiTaskDataset | Targets,

@@ -12,6 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from attire.data.transforms import AugmentPolicy
 from attire.errors import AttireError
 from attire.models.multitask import ModelConfig
+from attire.sampling.samplers import SamplerConfig
+from attire.taxonomy import Taxonomy
+from attire.training.recipes import (
+    PostTrainingStep,
+    RecipeNames,
+    TrainingPlan,
+    recipe_problems,
+    resolve_plan,
+)
 
 
 class ConfigError(AttireError):
@@ -60,6 +69,18 @@ class TrainConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: dict[str, Any] = Field(
         default_factory=dict, description="see attire.losses.build_multitask_loss"
+    )
+    sampler: SamplerConfig = Field(
+        default_factory=SamplerConfig, description="see attire.sampling (docs/SAMPLING.md)"
+    )
+    recipe: RecipeNames | None = Field(
+        default=None, description="long-tail recipe(s) for every task (docs/LONG_TAIL.md)"
+    )
+    recipes: dict[str, RecipeNames] = Field(
+        default_factory=dict, description="per-task recipes; replace `recipe` for those tasks"
+    )
+    post_training: list[PostTrainingStep] = Field(
+        default_factory=list, description="classifier rebalancing after training"
     )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     augment: AugmentPolicy = Field(default_factory=AugmentPolicy)
@@ -162,7 +183,23 @@ class TrainConfig(_Strict):
             )
         if self.early_stopping is not None and not self.data.val_split:
             out.append(("early_stopping", "needs a validation split (data.val_split)"))
+        out += recipe_problems(self.recipe, self.recipes, self.loss, self.sampler)
         return out
+
+    def plan(self, taxonomy: Taxonomy, missing: dict[str, float] | None = None) -> TrainingPlan:
+        """The loss, sampler and post-training steps this run uses: its recipes expanded for
+        `taxonomy` (`attire.training.recipes.resolve_plan`); `missing`: each task's share of
+        training rows without its label. Without recipes: the config's own sections."""
+        return resolve_plan(
+            recipe=self.recipe,
+            recipes=self.recipes,
+            loss=self.loss,
+            sampler=self.sampler,
+            post_training=self.post_training,
+            taxonomy=taxonomy,
+            epochs=self.epochs,
+            missing=missing,
+        )
 
 
 def _short(value: object, limit: int = 60) -> str:

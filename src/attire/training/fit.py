@@ -26,7 +26,7 @@ from attire.data.transforms import build_transforms
 from attire.losses import MultiTaskLoss, build_multitask_loss
 from attire.models.checkpoint import CheckpointMeta, Preprocessing, save_checkpoint
 from attire.models.multitask import MultiTaskModel
-from attire.sampling import targets_from_dataset
+from attire.sampling import RowSampler, SamplerError, targets_from_dataset
 from attire.taxonomy import Taxonomy
 from attire.training.checkpointing import (
     LAST,
@@ -37,10 +37,13 @@ from attire.training.checkpointing import (
 from attire.training.config import ConfigError, TrainConfig
 from attire.training.module import MultiTaskModule
 from attire.training.progress import TaskProgressBar
+from attire.training.rebalance import post_train
+from attire.training.recipes import TrainingPlan
 from attire.training.sampling import LoaderPosition, eval_loader, train_loader
 
 log = logging.getLogger(__name__)
 FIND_UNUSED = "ddp_find_unused_parameters_true"
+BASE_EXPORT = "model-base"  # the trained model before post-training steps, when there are some
 
 
 @dataclass
@@ -102,6 +105,39 @@ def class_counts(dataset: MultiTaskDataset, taxonomy: Taxonomy) -> dict[str, np.
         else:
             counts[task] = (y == 1).sum(axis=0)
     return counts
+
+
+def missing_shares(dataset: MultiTaskDataset) -> dict[str, float]:
+    """Each task's share of the dataset's images without its label (a multilabel task: with
+    every entry unknown); a per-task sampler recipe keeps drawing those images as often."""
+    out = {}
+    for task, y in targets_from_dataset(dataset).items():
+        labelled = y >= 0 if y.ndim == 1 else (y >= 0).any(axis=1)
+        out[task] = float(1.0 - labelled.mean()) if len(y) else 0.0
+    return out
+
+
+def build_row_sampler(
+    cfg: TrainConfig, plan: TrainingPlan, dataset: MultiTaskDataset
+) -> RowSampler | None:
+    """The plan's rebalancing sampler over the training images; None for the default (the
+    loader's own seeded permutation per epoch)."""
+    if plan.sampler.is_default:
+        return None
+    try:
+        sampler = plan.sampler.build(dataset, run_seed=cfg.seed, run_epochs=cfg.epochs)
+    except SamplerError as e:
+        raise ConfigError(f"field 'sampler': {e}") from None
+    log.info("sampler: %s", plan.sampler.model_dump(exclude_none=True))
+    return sampler
+
+
+def eval_copy(cfg: TrainConfig, dataset: MultiTaskDataset, mean, std) -> MultiTaskDataset:
+    """The same images and labels without augmentation (post-training embeds them)."""
+    tf = build_transforms(
+        cfg.augment, dataset.manifest.taxonomy, cfg.data.image_size, mean, std, train=False
+    )
+    return MultiTaskDataset(dataset.manifest, dataset.cache, tf)
 
 
 def resolve_precision(cfg: TrainConfig) -> str:
@@ -197,8 +233,12 @@ def build_trainer(cfg: TrainConfig, has_val: bool, loss: MultiTaskLoss) -> L.Tra
 def fit(cfg: TrainConfig, *, resume: bool = False) -> FitResult:
     """Train from a validated config; with `resume`, continue from out_dir's last checkpoint.
 
+    The config's long-tail recipes are expanded first (`TrainConfig.plan`): they give the loss,
+    the sampler and the post-training steps. With post-training steps, the trained model is
+    exported to `model-base/` and the rebalanced one to `model/`.
+
     Under DDP every rank runs this; only global rank 0 writes config.json, metrics.json and the
-    exported model.
+    exported model (and runs the post-training steps).
     """
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_dir = cfg.out_dir / "checkpoints"
@@ -217,12 +257,16 @@ def fit(cfg: TrainConfig, *, resume: bool = False) -> FitResult:
     model = MultiTaskModel(manifest.taxonomy, cfg.model)
     info = model.backbone_info
     train_ds, val_ds = build_datasets(cfg, manifest, info.mean, info.std)
+    plan = cfg.plan(manifest.taxonomy, missing_shares(train_ds))
+    for note in plan.notes:
+        log.info("%s", note)
     loss = build_multitask_loss(
-        manifest.taxonomy, cfg.loss, class_counts(train_ds, manifest.taxonomy)
+        manifest.taxonomy, plan.loss, class_counts(train_ds, manifest.taxonomy)
     )
+    rows = build_row_sampler(cfg, plan, train_ds)
     module = MultiTaskModule(model, loss, cfg.optim, channels_last=cfg.channels_last, seed=cfg.seed)
     workers = cfg.data.workers
-    train_dl = train_loader(train_ds, cfg.batch_size, seed=cfg.seed, workers=workers)
+    train_dl = train_loader(train_ds, cfg.batch_size, seed=cfg.seed, workers=workers, rows=rows)
     val_dl = (
         eval_loader(val_ds, cfg.batch_size, seed=cfg.seed, workers=workers)
         if val_ds is not None
@@ -255,7 +299,20 @@ def fit(cfg: TrainConfig, *, resume: bool = False) -> FitResult:
                 "skipped_steps": module.skipped_steps,
                 "unlabelled_batches": module.unlabelled_batches,
                 "ema_decay": cfg.ema_decay,
+                "training_plan": plan.to_dict(),
             },
         )
+        if plan.post_training:
+            save_checkpoint(cfg.out_dir / BASE_EXPORT, model, meta)
+            post_train(
+                model,
+                meta,
+                plan.post_training,
+                eval_copy(cfg, train_ds, info.mean, info.std),
+                eval_copy(cfg, val_ds, info.mean, info.std) if val_ds is not None else None,
+                seed=cfg.seed,
+                batch_size=cfg.batch_size,
+                workers=workers,
+            )
         save_checkpoint(export, model, meta)
     return FitResult(export, metrics, module.skipped_steps, module.unlabelled_batches)

@@ -9,9 +9,14 @@ it only fast-forwards loaders that implement ``state_dict``/``load_state_dict``.
   part-way. It shards the order over DDP ranks itself (padding like DistributedSampler so every
   rank runs the same number of steps), which is why the trainer runs with
   ``use_distributed_sampler=False``.
+- With a rebalancing `RowSampler` (``TrainConfig.sampler``), the order of epoch e is that
+  sampler's draw for e instead (``epoch_draw()``, with replacement, already padded for the
+  ranks); everything else (sharding, resume) is the same.
 - Each item comes with its own seed drawn from (seed, epoch, index); `SeededItems` applies the
   augmentation under that seed, so an image's crop/flip/jitter in an epoch does not depend on
-  worker count, world size, or what ran before a restart.
+  worker count, world size, or what ran before a restart. A row sampler's draw repeats rows, so
+  there the seed belongs to the *position* in the epoch's order: two draws of one row in an
+  epoch get different augmentations.
 - `ResumableLoader` records how many batches of which epoch it has handed out, and skips them
   after ``load_state_dict``. It starts its worker pipeline lazily, at the first batch, because
   Lightning creates the iterator before it calls ``set_epoch`` on the sampler.
@@ -33,6 +38,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from attire.data.dataset import collate, seed_worker
+from attire.sampling.samplers import RowSampler
 
 
 def mix_seed(*parts: int) -> int:
@@ -55,13 +61,27 @@ class EpochSampler(Sampler[tuple[int, int]]):
     ``pad``: repeat items so the order divides evenly over ranks (training: every rank must
     step the same number of times); without it (validation) ranks get unequal shares and
     nothing is seen twice.
+    ``rows``: take each epoch's order from this row sampler's ``epoch_draw()`` instead (training
+    with a rebalancing sampler; its own rank/world decide the sharding). Item seeds then follow
+    the position in the draw, because a row can be drawn several times.
     """
 
-    def __init__(self, size: int, *, seed: int = 0, shuffle: bool = True, pad: bool = True):
+    def __init__(
+        self,
+        size: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        pad: bool = True,
+        rows: RowSampler | None = None,
+    ):
+        if rows is not None and rows.num_rows != size:
+            raise ValueError(f"row sampler draws from {rows.num_rows} rows, the dataset has {size}")
         self.size = size
         self.seed = seed
         self.shuffle = shuffle
         self.pad = pad
+        self.rows = rows
         self.epoch = 0
         self.start = 0  # items of this epoch to skip on the next iteration (resume)
         self._resume: tuple[int, int] | None = None
@@ -69,6 +89,8 @@ class EpochSampler(Sampler[tuple[int, int]]):
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning before each epoch."""
         self.epoch = epoch
+        if self.rows is not None:
+            self.rows.set_epoch(epoch)  # the progressive sampler's mix depends on it
 
     def resume_at(self, epoch: int, items: int) -> None:
         """Skip the first `items` of this rank's share when epoch `epoch` is iterated next."""
@@ -89,20 +111,36 @@ class EpochSampler(Sampler[tuple[int, int]]):
         seeds = torch.randint(0, 2**62, (self.size,), generator=g)
         return order, seeds
 
+    def _drawn(self) -> tuple[list[int], list[int]]:
+        """This rank's share of the row sampler's draw and one seed per position of the draw."""
+        assert self.rows is not None
+        rank, world = self.rows.world()
+        self.rows.set_epoch(self.epoch)
+        order = self.rows.epoch_draw()
+        g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
+        seeds = torch.randint(0, 2**62, (len(order),), generator=g)
+        return order[rank::world].tolist(), seeds[rank::world].tolist()
+
     def __len__(self) -> int:
+        if self.rows is not None:
+            return len(self.rows)
         rank, world = _shard()
         if self.pad:
             return -(-self.size // world)
         return len(range(rank, self.size, world))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        start, self.start = self.start, 0
+        if self.rows is not None:
+            indices, seeds = self._drawn()
+            yield from zip(indices[start:], seeds[start:], strict=True)
+            return
         rank, world = _shard()
         order, seeds = self._order()
         if self.pad and self.size % world:
             extra = world - self.size % world
             order = torch.cat([order, order.repeat(-(-extra // self.size))[:extra]])
         mine = order[rank::world].tolist()
-        start, self.start = self.start, 0
         for index in mine[start:]:
             yield index, int(seeds[index])
 
@@ -196,9 +234,17 @@ def _loader_kwargs(batch_size: int, workers: int, seed: int) -> dict[str, Any]:
     }
 
 
-def train_loader(dataset: Dataset, batch_size: int, *, seed: int, workers: int) -> ResumableLoader:
-    """Shuffled per (seed, epoch), sharded over ranks, seeded per item, resumable mid-epoch."""
-    sampler = EpochSampler(len(dataset), seed=seed, shuffle=True, pad=True)  # type: ignore[arg-type]
+def train_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    seed: int,
+    workers: int,
+    rows: RowSampler | None = None,
+) -> ResumableLoader:
+    """Shuffled per (seed, epoch) (or drawn by `rows`), sharded over ranks, seeded per item,
+    resumable mid-epoch."""
+    sampler = EpochSampler(len(dataset), seed=seed, shuffle=True, pad=True, rows=rows)  # type: ignore[arg-type]
     return ResumableLoader(
         SeededItems(dataset), sampler, **_loader_kwargs(batch_size, workers, seed)
     )
