@@ -27,7 +27,8 @@ from attire.data.synth import (
 from attire.data.synth import garment as g
 from attire.data.synth import generate as gen
 from attire.data.synth.labels import POPULARITY, corrupt, zipf_weights
-from attire.data.synth.scene import SUPERSAMPLE, Raster, plan, shapes
+from attire.data.synth.scene import MIN_DOT, SUPERSAMPLE, Raster, plan, shapes
+from attire.data.synth.surface import pattern_ink
 from attire.taxonomy import load_taxonomy
 
 TAX = load_taxonomy()
@@ -226,7 +227,7 @@ def _garment_pixels(labels: dict, seed: int, size: int = 96) -> tuple[np.ndarray
     img = np.asarray(render(labels, size, np.random.default_rng(seed)), float)
     rng = np.random.default_rng(seed)  # replay the drawing's first steps: plan and shapes
     p = plan(labels, rng)
-    figure, _ = shapes(p, rng)
+    figure, _ = shapes(p, rng, p.view.h / size)
     raster = Raster(p.view, size * SUPERSAMPLE)
     layer = Image.new("L", (size * SUPERSAMPLE,) * 2, 0)
     raster.draw(figure, raster.project(figure), {"garment": ImageDraw.Draw(layer)})
@@ -254,8 +255,84 @@ def test_main_colour_changes_the_hue_of_the_garment():
 def test_pattern_adds_contrast_inside_the_garment():
     for seed in range(3):
         solid, where = _garment_pixels(_plain(), seed)
-        stripes, _ = _garment_pixels(_plain(main_pattern="horizontal_stripe"), seed)
+        stripes, _ = _garment_pixels(
+            _plain(main_pattern="horizontal_stripe", secondary_colour="navy"), seed
+        )
         assert stripes[where].mean(-1).std() > 2 * solid[where].mean(-1).std()
+
+
+def _runs(row: np.ndarray) -> list[int]:
+    """Lengths of the runs of True in a 1-D boolean array, those cut by its ends left out."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
+    runs = list(edges[1::2] - edges[0::2])
+    cut = [0] if row[0] else []
+    cut += [len(runs) - 1] if row[-1] else []
+    return [r for i, r in enumerate(runs) if i not in cut]
+
+
+@pytest.mark.parametrize("kind", ["horizontal_stripe", "vertical_stripe", "plaid", "polka_dot"])
+def test_pattern_features_stay_pixels_wide_when_the_garment_is_small(kind):
+    """At 8 output px per unit (a floor-length coat in a 64 px image) stripes and plaid lines
+    are at least 2 px wide with gaps of 2 px, dots at least 3 px across: nothing aliases away."""
+    ppu = 8.0
+    ys, xs = np.mgrid[0:96, 0:96].astype(np.float32) + 0.5
+    for seed in range(4):
+        ink = pattern_ink(kind, xs / ppu, ys / ppu, ppu, np.random.default_rng(seed), (0, 0, 1, 1))
+        on = ink > 0.5
+        lines = [*on, *on.T] if kind != "horizontal_stripe" else list(on.T)
+        lines = lines if kind != "vertical_stripe" else list(on)
+        widths = [r for line in lines for r in _runs(line)]
+        gaps = [r for line in lines for r in _runs(~line)]
+        assert widths and gaps
+        if kind == "polka_dot":  # the widest row through each dot
+            assert np.percentile(widths, 90) >= 3 and min(gaps) >= 2
+        else:
+            assert min(widths) >= 2 and min(gaps) >= 2
+
+
+def _hues(pixels: np.ndarray) -> np.ndarray:
+    rgb = pixels / 255
+    return np.array([colorsys.rgb_to_hsv(*p) for p in rgb])
+
+
+@pytest.mark.parametrize("texture", ["ribbed", "cable_knit", "quilted", "sequined", "corduroy"])
+def test_texture_is_a_relief_of_the_ground_colour_not_a_second_colour(texture):
+    """A textured red top stays red everywhere (no pixel of another hue), and the texture
+    changes its brightness: it reads as relief, never as a print."""
+    labels = _plain(main_colour="red", texture=texture, category="sweater", fabric="knit")
+    smooth = _plain(main_colour="red", texture="smooth", category="sweater", fabric="knit")
+    img, where = _garment_pixels(labels, 0)
+    flat, where_flat = _garment_pixels(smooth, 0)
+    hsv = _hues(img[where])
+    red = (hsv[:, 0] < 0.06) | (hsv[:, 0] > 0.94) | (hsv[:, 2] < 0.25)  # dark seams have no hue
+    assert red.mean() > 0.97
+    assert img[where].mean(-1).std() > 1.3 * flat[where_flat].mean(-1).std()
+
+
+def test_secondary_colour_is_carried_by_the_trims_and_none_adds_no_colour():
+    """A plain grey top with secondary colour red shows red (neck band, cuffs, hem band); with
+    "none" it shows no saturated colour at all."""
+    for seed in range(3):
+        for sec, expect in (("red", True), ("none", False)):
+            labels = _plain(secondary_colour=sec, category="sweater", fabric="knit")
+            img = np.asarray(render(labels, 96, np.random.default_rng(seed)), float)
+            hsv = _hues(img.reshape(-1, 3))
+            red = ((hsv[:, 0] < 0.05) | (hsv[:, 0] > 0.95)) & (hsv[:, 1] > 0.5) & (hsv[:, 2] > 0.4)
+            assert (red.sum() > 60) == expect, (sec, seed, red.sum())
+
+
+def test_small_dots_and_thin_lines_are_drawn_at_least_pixel_sized():
+    """Buttons, rivets and eyelets cover a dot of MIN_DOT output px, stitches one output px."""
+    n = 64 * SUPERSAMPLE
+    raster = Raster(plan(_plain(), np.random.default_rng(0)).view, n)
+    dot = g.ellipse(0.0, 2.5, 0.001, 0.001, 255)
+    stitch = g.line([[-0.5, 3.0], [0.5, 3.0]], 255, 0.001)
+    dot_area = math.pi * (MIN_DOT * SUPERSAMPLE / 2) ** 2
+    line_area = SUPERSAMPLE * raster.s  # one output px wide, one unit long, in canvas px
+    for shape, least in ((dot, 0.8 * dot_area), (stitch, 0.9 * line_area)):
+        layer = Image.new("L", (n, n), 0)
+        raster.draw([shape], raster.project([shape]), {"garment": ImageDraw.Draw(layer)})
+        assert (np.asarray(layer) > 0).sum() >= least
 
 
 def test_the_frame_hides_exactly_the_invisible_attributes():

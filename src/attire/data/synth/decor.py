@@ -156,16 +156,16 @@ def _cut_out(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
 def _rivets(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
     out = []
     if vis.top < 1.6 and rng.random() < 0.5:  # along the shoulders
-        pts = [(x, 1.32 + 0.18 * x) for x in np.linspace(0.35, 0.85, 4)]
+        pts = [(x, 1.32 + 0.18 * x) for x in np.linspace(0.35, 0.85, 3)]
         pts += [(-x, y) for x, y in pts]
     else:
-        y = _rows(vis, 1.9, d.hem_y - 0.3, rng, 0.25)
-        hw = float(half_width(d, y)) - 0.15
-        pts = [(x, y) for x in np.linspace(-hw, hw, 7)]
+        y = _rows(vis, 1.9, d.hem_y - 0.3, rng, 0.3)
+        hw = float(half_width(d, y)) - 0.18
+        pts = [(x, y) for x in np.linspace(-hw, hw, 6)]
         if rng.random() < 0.5:
-            pts += [(x, y + 0.2) for x in np.linspace(-hw + 0.1, hw - 0.1, 6)]
+            pts += [(x, y + 0.26) for x in np.linspace(-hw + 0.15, hw - 0.15, 5)]
     for x, y in pts:
-        out.append(ellipse(x, y, 0.07, 0.07, METAL))
+        out.append(ellipse(x, y, 0.09, 0.09, METAL))
     return out
 
 

@@ -176,7 +176,7 @@ def plan_view(
             hi = min(hi, e[1] - 0.45)
         lo = max(lo, y0 + 2 * need_x)
         if show_hem:  # enough leg below the hem to judge its height
-            lo = max(lo, d.hem_y + rng.uniform(0.5, 0.8), 4.3)
+            lo = max(lo, d.hem_y + rng.uniform(0.6, 0.9), 4.3)
         else:
             d.hem_y = max(lo + rng.uniform(0.5, 1.4), 3.9)
             hi = min(hi, d.hem_y - 0.35)
@@ -221,7 +221,7 @@ def shapes(p: Plan, rng: np.random.Generator, px: float) -> tuple[list[g.Shape],
     out += [s for s, b in zip(nk.pieces, behind, strict=True) if b]
     body = g.body_outline(d)
     if d.fabric == "fleece":
-        body = g.fuzzy(body, max(0.022, 0.8 * px))
+        body = g.fuzzy(body, max(0.022, 1.2 * px))
     out.append(g.poly(body, g.BODY))
     out += _panels(p, trim_mode, rng)
     if d.hem_band:
@@ -365,37 +365,52 @@ def _topstitching(d: g.Design, body: np.ndarray) -> list[g.Shape]:
 def colours(p: Plan, mode: str, rng: np.random.Generator) -> Colours:
     lab = p.labels
     main = sample_colour(lab["main_colour"], rng)
-    sec = None if lab["secondary_colour"] == "none" else sample_colour(lab["secondary_colour"], rng)
+    sec = None
+    if lab["secondary_colour"] != "none":  # of a few shades of the class, the most contrasting
+        shades = [sample_colour(lab["secondary_colour"], rng) for _ in range(3)]
+        sec = max(shades, key=lambda c: abs(luminance(c) - luminance(main)) + _hue_gap(c, main))
     ink = sec if sec is not None else tone_on_tone(main)
     shade = tone_on_tone(main) * 0.5 + main * 0.5
     trim = sec if sec is not None else shade
     lut = np.zeros((g.N_REGIONS, 3), F32)
-    lut[[g.BODY, g.SLEEVE, g.HOOD, g.RUFFLE, g.COLLAR]] = main
+    lut[[g.BODY, g.SLEEVE, g.HOOD]] = main
+    # raised parts catch the light, so shapes of the garment's own colour still read
+    lut[[g.COLLAR, g.RUFFLE]] = np.minimum(main * 1.1 + 0.05, 1)
     lut[g.PANEL] = ink if lab["main_pattern"] == "colour_block" else main
     # the second colour is carried by the ink AND the trims (bands, pockets, bows): wherever a
     # garment has one, its bands show it even when the print is small
     lut[[g.TRIM, g.POCKET, g.BAND]] = trim
     if mode == "trim" and p.design.collar not in ("hood", "off_shoulder"):
         lut[g.COLLAR] = trim  # contrast collar
-    lut[g.LINING] = trim * 0.8 if mode == "trim" else main * 0.55
+    lut[g.LINING] = trim * 0.7 if mode == "trim" else main * 0.47  # the hood's shaded inside
     dark = luminance(main) < 0.35
     lut[g.STITCH] = np.clip(main + 0.22, 0, 1) if dark else main * 0.55
     lut[g.TOPSTITCH] = (0.86, 0.62, 0.22)
-    metal = [(0.78, 0.78, 0.8), (0.82, 0.66, 0.3), (0.38, 0.38, 0.4)][int(rng.integers(3))]
+    # hardware and cords stand out from the garment: light ones on dark colours and vice versa
+    metals = [m for m in _METALS if abs(luminance(m) - luminance(main)) > 0.25] or _METALS
+    metal = metals[int(rng.integers(len(metals)))]
     lut[g.METAL] = metal
-    button = [(0.12, 0.1, 0.1), (0.95, 0.94, 0.9), metal, tuple(shade)][int(rng.integers(4))]
-    lut[g.BUTTON] = button
+    contrast = np.array((0.95, 0.94, 0.9) if luminance(main) < 0.5 else (0.12, 0.1, 0.1), F32)
+    lut[g.BUTTON] = metal if rng.random() < 0.3 else contrast
     hues = rng.permutation(
         [(0.9, 0.2, 0.25), (0.98, 0.8, 0.2), (0.2, 0.6, 0.3), (0.3, 0.45, 0.9), (0.95, 0.55, 0.7)]
     )
     lut[[g.THREAD_A, g.THREAD_B, g.THREAD_C]] = hues[:3]
-    lut[g.CORD] = trim if rng.random() < 0.5 else ((0.96, 0.96, 0.94) if dark else (0.1, 0.1, 0.1))
+    lut[g.CORD] = contrast
     mann = _MANNEQUIN_TONES[int(rng.integers(len(_MANNEQUIN_TONES)))]
     for _ in range(6):
         if abs(luminance(mann) - luminance(main)) > 0.18:
             break
         mann = _MANNEQUIN_TONES[int(rng.integers(len(_MANNEQUIN_TONES)))]
     return Colours(main, ink, mann, lut)
+
+
+_METALS = [np.array(m, F32) for m in ((0.8, 0.8, 0.82), (0.85, 0.68, 0.3), (0.36, 0.36, 0.38))]
+
+
+def _hue_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """Chromatic distance of two colours (0 for two greys), on the scale of a luminance gap."""
+    return float(np.abs((a - luminance(a)) - (b - luminance(b))).sum()) / 2
 
 
 @dataclass(frozen=True)
@@ -420,15 +435,16 @@ class Light:
 
 def background(
     n: int,
-    main: np.ndarray,
+    col: Colours,
     p: Plan,
     light: Light,
     silhouette: Image.Image,
     rng: np.random.Generator,
 ) -> Image.Image:
     """A studio backdrop with the figure's soft shadow: low-saturation tone, gradient, vignette,
-    kept apart from the garment's brightness so the silhouette shows. Smooth, so drawn at a
-    quarter of the canvas size (like `silhouette`) and scaled up."""
+    kept apart from the brightness of the garment AND of the mannequin, so that the silhouette,
+    the arms and the legs (the references of sleeve and garment length) all show. Smooth, so
+    drawn at a quarter of the canvas size (like `silhouette`) and scaled up."""
     r = rng.random()
     if r < 0.6:
         v, s = rng.uniform(0.78, 0.97), rng.uniform(0, 0.05)
@@ -436,10 +452,9 @@ def background(
         v, s = rng.uniform(0.8, 0.95), rng.uniform(0.06, 0.16)
     else:
         v, s = rng.uniform(0.35, 0.6), rng.uniform(0, 0.06)
-    lm = luminance(main)
-    if abs(v - lm) < 0.2:
-        v = v - 0.35 if lm > 0.5 else v + 0.3
-        v = min(max(v, 0.08), 0.97)
+    avoid = (luminance(col.main), luminance(col.mannequin))
+    if min(abs(v - a) for a in avoid) < 0.2:  # the most distinct of a few other tones
+        v = float(max(rng.uniform(0.08, 0.97, 6), key=lambda c: min(abs(c - a) for a in avoid)))
     hue = rng.uniform(0, 2 * math.pi)
     tint = np.array([math.cos(hue), math.cos(hue - 2.1), math.cos(hue + 2.1)], F32)
     tone = np.clip(v * (1 + s * tint), 0, 1).astype(F32)
@@ -524,8 +539,9 @@ class Raster:
                 d.polygon(flat, fill=value)
                 if outline is not None:  # a line, not polygon(width=2): that one builds masks
                     d.line([*flat, *flat[:2]], fill=outline, width=2)
-            elif s.kind == "line":  # at least one output pixel wide
-                w = max(1, round(max(s.width * self.s, SUPERSAMPLE) * scale))
+            elif s.kind == "line":  # at least one output pixel wide (Pillow draws a sloped
+                # line of width w about w - 1 pixels thick)
+                w = max(1, round(max(s.width * self.s, SUPERSAMPLE + 1) * scale))
                 d.line(q.ravel().tolist(), fill=value, width=w, joint="curve")
             else:  # at least MIN_DOT output pixels across
                 c = q.mean(0)
@@ -574,7 +590,7 @@ def render(labels: dict, size: int = 128, rng: np.random.Generator | None = None
     small = Image.fromarray(np.maximum(np.asarray(small), garment * np.uint8(255)))
 
     light = Light.sample(rng)
-    img = background(n, col.main, p, light, small, rng)
+    img = background(n, col, p, light, small, rng)
     fill, edge = _rgb(col.mannequin * light.level), _rgb(col.mannequin * 0.8 * light.level)
     raster.draw(figure, pts, {"mannequin": ImageDraw.Draw(img)}, fill, edge)
     box = layers["garment"].getbbox()
@@ -658,7 +674,7 @@ def _garment(
     alb = np.take(col.lut.T, region, axis=1)
 
     main_lut = np.zeros(g.N_REGIONS, bool)
-    main_lut[[g.BODY, g.HOOD, g.RUFFLE]] = True
+    main_lut[[g.BODY, g.HOOD]] = True  # flounces stay plain: they read as flounces
     sec_lut = np.zeros(g.N_REGIONS, bool)
     sec_lut[g.PANEL] = True
     if lab["secondary_pattern"] != "none":
@@ -666,13 +682,17 @@ def _garment(
     elif lab["main_pattern"] != "colour_block":
         main_lut[g.SLEEVE] = True
     ppu = raster.s / SUPERSAMPLE  # output pixels per unit: surface features scale with it
-    ink = pattern_ink(lab["main_pattern"], u, v, ppu, rng, _chest_box(p))
-    cover = None if ink is None else np.where(main_lut[region], ink, F32(0))
+    all_over = rng.random() < 0.25  # a letter print: lines of letters rather than a slogan
+    if lab["main_pattern"] == "graphic_print" or (
+        lab["main_pattern"] == "letter_print" and not all_over
+    ):
+        main_lut[g.PANEL] = True  # a placed print goes over a yoke or band, never under it
+    main_ink = pattern_ink(lab["main_pattern"], u, v, ppu, rng, _chest_box(p), all_over)
+    cover = None if main_ink is None else np.where(main_lut[region], main_ink, F32(0))
     if lab["secondary_pattern"] != "none":  # same ink colour, on other regions
-        sink = np.where(
-            sec_lut[region], secondary_ink(lab["secondary_pattern"], u, v, ppu, rng), F32(0)
-        )
-        cover = sink if cover is None else cover + sink
+        sink = secondary_ink(lab["secondary_pattern"], u, v, ppu, rng)
+        sink = np.where(sec_lut[region], sink, F32(0))
+        cover = sink if cover is None else np.maximum(cover, sink)
     if cover is not None:
         alb += cover * (col.ink[:, None] - alb)
 
@@ -680,13 +700,17 @@ def _garment(
     tm, ta, talpha = texture_maps(lab["texture"], u, v, ppu, rng, top=p.visible.top)
     rim = _rim(region2d > 0, raster.s).ravel()[inside] if lab["fabric"] == "velvet" else None
     fm, fa, falpha = fabric_maps(lab["fabric"], u, v, ppu, rng, rim)
+    if cover is not None:  # prints sit flat on the relief: texture shows on the ground only
+        flat = cover > 0.5
+        tm = np.where(flat, F32(1), tm)
+        ta = np.where(flat, F32(0), ta)
     if p.design.category in ("sweater", "cardigan", "hoodie", "polo"):  # rib-knit bands
         period = max(0.06, 3 / ppu)
         rib = np.where(u / period - np.floor(u / period) < 0.4, F32(0.8), F32(1.0))
         tm = np.where(region == g.BAND, rib, tm)
     lit = light.level + light.gx * (px / raster.n - 0.5) + light.gy * (py / raster.n - 0.5)
-    mult = np.where(fabric, tm * fm * lit, lit) * _REGION_MULT[region]
-    add = np.where(fabric, ta + fa, F32(0.0)) + _REGION_ADD[region]
+    mult = np.where(fabric, tm * fm * lit, lit)
+    add = np.where(fabric, ta + fa, F32(0.0))
     # outlines and seams: darker on light colours, lighter on dark ones (both read at 64 px)
     edge = _edges(region2d).ravel()[inside]
     mult = np.where(edge, mult * F32(0.62), mult)
@@ -708,7 +732,7 @@ def _garment(
 def _rim(mask: np.ndarray, ppu: float) -> np.ndarray:
     """1 at the garment's outline fading to 0 inside it (velvet's bright edges)."""
     img = Image.fromarray(mask.astype(np.uint8) * 255)
-    blur = np.asarray(img.filter(ImageFilter.BoxBlur(max(2, int(ppu * 0.12)))), F32) / 255
+    blur = np.asarray(img.filter(ImageFilter.BoxBlur(max(3, int(ppu * 0.15)))), F32) / 255
     return np.clip(2 * (1 - blur), 0, 1)
 
 
@@ -721,13 +745,6 @@ def _pixel_grid(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 _FABRIC_LUT = np.zeros(g.N_REGIONS, bool)
 _FABRIC_LUT[list(g.FABRIC_REGIONS)] = True
-# Raised parts catch the light (collars, flounces) and recessed ones do not (pocket mouths):
-# a multiplier and added light per region, so shapes of the garment's own colour still read.
-_REGION_MULT = np.ones(g.N_REGIONS, F32)
-_REGION_ADD = np.zeros(g.N_REGIONS, F32)
-_REGION_MULT[[g.COLLAR, g.RUFFLE]] = 1.1
-_REGION_ADD[[g.COLLAR, g.RUFFLE]] = 0.05
-_REGION_MULT[g.LINING] = 0.85
 
 
 def _chest_box(p: Plan) -> tuple[float, float, float, float]:
