@@ -368,11 +368,12 @@ def _remove_stale_temps(folder: Path, stem: str) -> None:
     """Delete temp files of builds that were killed (their process no longer exists)."""
     for tmp in folder.glob(f".{stem}.*.tmp.*"):
         pid = tmp.name[len(stem) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process still runs: its temp files are not stale yet."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

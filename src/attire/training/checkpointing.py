@@ -25,6 +25,8 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from attire.data.cache import pid_alive
+
 log = logging.getLogger(__name__)
 
 LAST = "last.ckpt"
@@ -73,22 +75,12 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     removed = []
     for tmp in folder.glob(f".*{_TMP}"):
         pid = tmp.name[: -len(_TMP)].rsplit(".", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     if removed:
         log.info("removed %d partial checkpoint files of killed runs in %s", len(removed), folder)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LastCheckpoint(Checkpoint):
