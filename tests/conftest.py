@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from attire.taxonomy import Taxonomy
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -24,6 +26,25 @@ def shared_datasets() -> Path:
             pytest.fail(f"real datasets not found at {root}")
         pytest.skip(f"real datasets not found at {root}")
     return root
+
+
+@pytest.fixture
+def tax() -> Taxonomy:
+    """A toy taxonomy: two multiclass tasks and one multilabel task (the loss tests use it)."""
+    return Taxonomy.from_dict(
+        {
+            "name": "toy",
+            "tasks": [
+                {"name": "colour", "classes": [{"id": "red"}, {"id": "blue"}, {"id": "green"}]},
+                {
+                    "name": "elements",
+                    "type": "multilabel",
+                    "classes": [{"id": "bow"}, {"id": "lace"}, {"id": "rivets"}, {"id": "pocket"}],
+                },
+                {"name": "fit", "classes": [{"id": "slim"}, {"id": "loose"}]},
+            ],
+        }
+    )
 
 
 # Real-data manifests (ingested once per session with the shipped example mappings).

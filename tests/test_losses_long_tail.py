@@ -37,24 +37,6 @@ COUNTS4 = [50, 5, 0, 500]  # class 2 never seen
 
 
 @pytest.fixture
-def tax() -> Taxonomy:
-    return Taxonomy.from_dict(
-        {
-            "name": "toy",
-            "tasks": [
-                {"name": "colour", "classes": [{"id": "red"}, {"id": "blue"}, {"id": "green"}]},
-                {
-                    "name": "elements",
-                    "type": "multilabel",
-                    "classes": [{"id": "bow"}, {"id": "lace"}, {"id": "rivets"}, {"id": "pocket"}],
-                },
-                {"name": "fit", "classes": [{"id": "slim"}, {"id": "loose"}]},
-            ],
-        }
-    )
-
-
-@pytest.fixture
 def counts() -> dict[str, np.ndarray]:
     return {
         "colour": np.array(COUNTS3),

@@ -25,24 +25,6 @@ from attire.taxonomy import Taxonomy, load_taxonomy
 NAN = float("nan")
 
 
-@pytest.fixture
-def tax() -> Taxonomy:
-    return Taxonomy.from_dict(
-        {
-            "name": "toy",
-            "tasks": [
-                {"name": "colour", "classes": [{"id": "red"}, {"id": "blue"}, {"id": "green"}]},
-                {
-                    "name": "elements",
-                    "type": "multilabel",
-                    "classes": [{"id": "bow"}, {"id": "lace"}, {"id": "rivets"}, {"id": "pocket"}],
-                },
-                {"name": "fit", "classes": [{"id": "slim"}, {"id": "loose"}]},
-            ],
-        }
-    )
-
-
 def _logits(b: int, c: int, seed: int = 0) -> Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(b, c, generator=g).requires_grad_()
