@@ -24,6 +24,7 @@ from attire.data.manifest import Manifest
 from attire.losses import TaskLoss, build_multitask_loss
 from attire.models.multitask import ModelConfig, MultiTaskModel
 from attire.taxonomy import Taxonomy
+from attire.training import fit as fit_module
 from attire.training.config import ConfigError, OptimConfig, TrainConfig
 from attire.training.fit import fit, resolve_precision, resolve_strategy
 from attire.training.module import MultiTaskModule, warmup_cosine
@@ -243,16 +244,22 @@ def test_bf16_mixed_on_cpu_with_gradient_accumulation(small_data, tmp_path):
     assert all(math.isfinite(v) for v in result.metrics.values())
 
 
-def test_precision_auto_is_bf16_on_cuda_and_32_on_cpu(monkeypatch, small_data, tmp_path):
+def test_precision_auto_is_bf16_where_native_else_32(monkeypatch, small_data, tmp_path):
     cfg = TrainConfig.from_dict(toy_config(small_data, tmp_path))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(fit_module, "cpu_has_bf16", lambda: False)
     assert resolve_precision(cfg) == "32-true"
+    monkeypatch.setattr(fit_module, "cpu_has_bf16", lambda: True)
+    assert resolve_precision(cfg) == "bf16-mixed"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert resolve_precision(cfg) == "bf16-mixed"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert resolve_precision(cfg) == "16-mixed"
-    assert resolve_precision(cfg.model_copy(update={"accelerator": "cpu"})) == "32-true"
+    on_cpu = cfg.model_copy(update={"accelerator": "cpu"})
+    assert resolve_precision(on_cpu) == "bf16-mixed"  # this CPU has native bf16 (patched above)
+    monkeypatch.setattr(fit_module, "cpu_has_bf16", lambda: False)
+    assert resolve_precision(on_cpu) == "32-true"
     assert resolve_precision(cfg.model_copy(update={"precision": "bf16-mixed"})) == "bf16-mixed"
 
 
@@ -302,7 +309,6 @@ def test_long_tail_and_embedding_losses_get_class_counts_epochs_and_embeddings(
     small_data, tmp_path, monkeypatch
 ):
     from attire.losses.long_tail import LDAMDRWLoss
-    from attire.training import fit as fit_module
 
     given, epochs = {}, []
     build = fit_module.build_multitask_loss

