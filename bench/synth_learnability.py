@@ -25,30 +25,15 @@ import numpy as np
 import pandas as pd
 
 from attire.data.manifest import Manifest
-from attire.data.synth import generate_catalogue
 from attire.training.config import TrainConfig
 from attire.training.fit import fit
+from synth_splits import catalogue, combined
 
 
 def _catalogue(out: Path, n: int, seed: int, size: int, workers: int, keep: bool) -> Manifest:
-    if keep and (out / "manifest.parquet").exists():
-        return Manifest.read(out / "manifest.parquet")
-    shutil.rmtree(out, ignore_errors=True)
-    return generate_catalogue(
-        out, n, size=size, balanced=True, seed=seed, workers=workers, progress=False
-    )
-
-
-def _combined(train: Manifest, val: Manifest, out: Path) -> Path:
-    frames = []
-    for split, m in (("train", train), ("val", val)):
-        df = m.df.copy()
-        df["path"] = [str(p.resolve()) for p in m.image_paths()]
-        df["image_id"] = split + "_" + df["image_id"].astype(str)
-        df["split"] = split
-        frames.append(df)
-    combined = Manifest(pd.concat(frames, ignore_index=True), train.taxonomy, out)
-    return combined.write(out / "manifest.proxy.parquet")
+    if not keep:  # the point is to measure the current drawing
+        shutil.rmtree(out, ignore_errors=True)
+    return catalogue(out, n, seed=seed, balanced=True, size=size, workers=workers)
 
 
 def chance(val: Manifest) -> dict[str, float]:
@@ -94,7 +79,7 @@ def main() -> None:
         shutil.rmtree(out / "cache", ignore_errors=True)
     train = _catalogue(out / "train", args.n_train, 11, args.size, args.workers, args.keep_data)
     val = _catalogue(out / "val", args.n_val, 12, args.size, args.workers, args.keep_data)
-    manifest = _combined(train, val, out)
+    manifest = combined({"train": train, "val": val}, out, "manifest.proxy.parquet")
     gen_s = time.perf_counter() - t0
 
     run = out / "run"

@@ -19,35 +19,9 @@ import json
 import time
 from pathlib import Path
 
-import pandas as pd
-
-from attire.data.manifest import Manifest
-from attire.data.synth import generate_catalogue
 from attire.training.config import TrainConfig
 from attire.training.fit import fit
-
-
-def catalogue(out: Path, n: int, *, seed: int, imbalance: float, balanced: bool) -> Manifest:
-    if (out / "manifest.parquet").exists():
-        return Manifest.read(out / "manifest.parquet")
-    return generate_catalogue(
-        out, n, size=64, imbalance=imbalance, balanced=balanced, seed=seed, workers=2
-    )
-
-
-def combined(parts: dict[str, Manifest], out: Path) -> Path:
-    """One manifest with train/val/test rows from separately generated catalogues."""
-    frames = []
-    for split, m in parts.items():
-        df = m.df.copy()
-        df["path"] = [str(p.resolve()) for p in m.image_paths()]
-        df["image_id"] = split + "_" + df["image_id"].astype(str)
-        df["split"] = split
-        frames.append(df)
-    first = next(iter(parts.values()))
-    return Manifest(pd.concat(frames, ignore_index=True), first.taxonomy, out).write(
-        out / "manifest.bench.parquet"
-    )
+from synth_splits import catalogue, combined
 
 
 def main() -> None:

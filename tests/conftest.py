@@ -10,6 +10,7 @@ import pytest
 from attire.taxonomy import Taxonomy
 
 REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["browser"]  # fixtures chromium, browser_page (tests/browser.py)
 
 
 def shared_datasets_dir() -> Path:

@@ -16,8 +16,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import attire.cli.eval  # noqa: F401  (registers `attire eval` until cli/main.py imports it)
-from attire.cli.apps import app
+from attire.cli.main import app
 from attire.data.manifest import Manifest
 from attire.evaluation.evaluate import EvalError, evaluate_arrays, evaluate_checkpoint
 from attire.evaluation.report import write_report

@@ -12,7 +12,6 @@ from safetensors.torch import load_file
 from torch import nn
 from typer.testing import CliRunner
 
-import attire.cli.rebalance  # noqa: F401  (registers the command until cli/main.py imports it)
 from attire.cli.main import app
 from attire.data.manifest import Manifest
 from attire.inference.predictor import Predictor

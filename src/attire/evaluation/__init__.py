@@ -9,7 +9,9 @@ from attire.evaluation.profile import (
     malloc_name,
     markdown_table,
     profile_backbone,
+    profile_checkpoint,
     profile_model,
+    profile_target,
     rich_table,
 )
 
@@ -22,7 +24,9 @@ __all__ = [
     "malloc_name",
     "markdown_table",
     "profile_backbone",
+    "profile_checkpoint",
     "profile_model",
+    "profile_target",
     "rich_table",
 ]
 

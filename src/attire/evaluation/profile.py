@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import timm
 import torch
 import torch.nn.functional as F
 from rich.table import Table
@@ -26,6 +27,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from attire.errors import AttireError
+from attire.inference.predictor import resolve_device
+from attire.models.checkpoint import load_checkpoint
 from attire.models.multitask import EMBEDDING, ModelConfig, MultiTaskModel
 from attire.taxonomy import Taxonomy, load_taxonomy
 
@@ -38,7 +41,9 @@ __all__ = [
     "malloc_name",
     "markdown_table",
     "profile_backbone",
+    "profile_checkpoint",
     "profile_model",
+    "profile_target",
     "rich_table",
 ]
 
@@ -223,20 +228,67 @@ def profile_model(
 
 def profile_backbone(
     name: str,
-    input_size: int,
+    input_size: int | None = None,
     *,
     taxonomy: Taxonomy | None = None,
     model_config: ModelConfig | None = None,
     **kwargs: Any,
 ) -> ProfileResult:
-    """Profile the multi-task network (default taxonomy, random init) built on backbone ``name``.
+    """Profile the multi-task network (default taxonomy, random init) built on backbone ``name``,
+    at ``input_size`` (default: the backbone's own input size).
 
     Costs are of the whole network attire trains and serves, heads included; ``kwargs`` go to
     ``profile_model``.
     """
     cfg = (model_config or ModelConfig()).model_copy(update={"backbone": name})
     model = MultiTaskModel(taxonomy or load_taxonomy(), cfg, load_pretrained=False)
-    return profile_model(model, input_size, name=name, **kwargs)
+    size = input_size or model.backbone_info.input_size[-1]
+    return profile_model(model, size, name=name, **kwargs)
+
+
+def profile_checkpoint(
+    ckpt_dir: str | Path,
+    size: int | None = None,
+    *,
+    name: str | None = None,
+    device: str | torch.device = "cpu",
+    **kwargs: Any,
+) -> ProfileResult:
+    """Profile an exported checkpoint at ``size`` (default: the input size it was trained at);
+    ``device`` may be "auto"; ``kwargs`` go to ``profile_model``."""
+    model, meta = load_checkpoint(ckpt_dir)
+    return profile_model(
+        model,
+        size or meta.preprocessing.input_size,
+        name=name or Path(ckpt_dir).name,
+        device=resolve_device(str(device)),
+        **kwargs,
+    )
+
+
+def profile_target(
+    target: str | Path,
+    size: int | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    **kwargs: Any,
+) -> ProfileResult:
+    """``attire profile``'s argument: a checkpoint folder, or a backbone name (the multi-task
+    network on the default taxonomy, random init, at ``size`` or the backbone's own input size).
+    """
+    path = Path(target)
+    if path.is_dir():
+        return profile_checkpoint(path, size, device=device, **kwargs)
+    name = str(target)
+    if not path.exists() and timm.is_model(name):
+        return profile_backbone(name, size, device=resolve_device(str(device)), **kwargs)
+    what = "a file" if path.exists() else "not a folder"
+    raise AttireError(
+        f"{name}: neither a checkpoint folder (weights.safetensors, attire.json, taxonomy.yaml) "
+        f"nor a known backbone name ({what}); pass the folder written by `attire train` "
+        "(e.g. runs/NAME/model) or a name such as resnet18, drn_c_26, tf_efficientnet_lite0 "
+        "(attire.models.list_backbones(), timm.list_models())"
+    )
 
 
 def count_flops(
