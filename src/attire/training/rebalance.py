@@ -25,9 +25,10 @@ Multiclass tasks only: a multilabel row has no single class to resample or to ad
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -431,34 +432,78 @@ def rebalance_checkpoint(
     """Apply one step to a checkpoint folder and write the result as a new folder `out`
     (the source is never modified). `val_split` None, or absent from the manifest: no tau
     search and no validation scores. Returns (out, the step's record)."""
-    ckpt_dir, out = Path(ckpt_dir), Path(out)
-    if out.resolve() == ckpt_dir.resolve():
-        raise RebalanceError(f"--out {out} is the source checkpoint; write to a new folder")
-    model, meta = load_checkpoint(ckpt_dir)
-    model.to(resolve_device(device))
-    step_tasks(step, model.taxonomy)  # a wrong task fails before any image is decoded
-    manifest, _, _ = read_for_checkpoint(manifest_path, model.taxonomy)
-    cache = {"cache_dir": cache_dir, "workers": max(1, workers), "progress": progress is not False}
-    train = eval_dataset(model.taxonomy, meta, manifest, split, **cache)
-    val = None
-    if val_split is not None and _has_rows(manifest, val_split):
-        val = eval_dataset(model.taxonomy, meta, manifest, val_split, **cache)
-    elif val_split is not None:
-        log.info("no '%s' rows: tau is not searched and nothing is scored", val_split)
-    (record,) = post_train(
-        model,
-        meta,
-        [step],
-        train,
-        val,
-        seed=step.seed or 0,
+    ((path, record),) = rebalance_variants(
+        ckpt_dir,
+        manifest_path,
+        {out: step},
+        split=split,
+        val_split=val_split,
         batch_size=batch_size,
         workers=workers,
-        source=str(ckpt_dir),
+        device=device,
+        cache_dir=cache_dir,
         progress=progress,
-    )
-    model.cpu()
-    return save_checkpoint(out, model, meta), record
+    ).items()
+    return path, record
+
+
+def rebalance_variants(
+    ckpt_dir: str | Path,
+    manifest_path: str | Path,
+    variants: Mapping[str | Path, PostTrainingStep],
+    *,
+    split: str = "train",
+    val_split: str | None = "val",
+    batch_size: int = 64,
+    workers: int = 0,
+    device: str = "cpu",
+    cache_dir: str | Path | None = None,
+    progress: bool | None = None,
+) -> dict[Path, dict[str, Any]]:
+    """Several alternative steps on one checkpoint, each applied to the trained model alone and
+    written to its own folder (out -> step); returns out -> the step's record.
+
+    The result of each is what `rebalance_checkpoint` gives for that step, but the embeddings
+    are extracted once for all of them (a step changes only a head's last layer, whose input
+    they are), which is most of the cost when comparing methods.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    outs = {Path(out): step for out, step in variants.items()}
+    for out in outs:
+        if out.resolve() == ckpt_dir.resolve():
+            raise RebalanceError(f"--out {out} is the source checkpoint; write to a new folder")
+    model, meta = load_checkpoint(ckpt_dir)
+    model.to(resolve_device(device))
+    tasks = sorted({t for s in outs.values() for t in step_tasks(s, model.taxonomy)[0]})
+    data = Embeddings({})
+    if tasks:
+        manifest, _, _ = read_for_checkpoint(manifest_path, model.taxonomy)
+        cache = {
+            "cache_dir": cache_dir,
+            "workers": max(1, workers),
+            "progress": progress is not False,
+        }
+
+        def embed(name: str) -> dict[str, TaskEmbeddings]:
+            ds = eval_dataset(model.taxonomy, meta, manifest, name, **cache)
+            return extract_embeddings(
+                model, ds, tasks=tasks, batch_size=batch_size, workers=workers, progress=progress
+            )
+
+        train, val = embed(split), None
+        if val_split is not None and _has_rows(manifest, val_split):
+            val = embed(val_split)
+        elif val_split is not None:
+            log.info("no '%s' rows: tau is not searched and nothing is scored", val_split)
+        data = Embeddings(train, val)
+    records = {}
+    for out, step in outs.items():
+        variant, variant_meta = copy.deepcopy(model), copy.deepcopy(meta)
+        record = apply_step(
+            variant, variant_meta, step, data, seed=step.seed or 0, source=str(ckpt_dir)
+        )
+        records[save_checkpoint(out, variant.cpu(), variant_meta)] = record
+    return records
 
 
 def _has_rows(manifest: Manifest, split: str) -> bool:
