@@ -54,7 +54,6 @@ crt-smote; '' for none).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -72,6 +71,7 @@ from attire.data.manifest import Manifest
 from attire.data.quality import check_manifest
 from attire.data.split import split_manifest
 from attire.evaluation.compare import Comparison, compare_experiments
+from attire.evaluation.compare.runner import digest, read_json
 from attire.evaluation.evaluate import MARKDOWN_KEYS as METRICS
 from attire.evaluation.evaluate import evaluate_checkpoint
 from attire.evaluation.metrics import average_over_tasks
@@ -386,19 +386,6 @@ class Row:
         }
 
 
-def _digest(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _kept(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {
         t: {"type": m.get("type"), **{k: m.get(k) for k in METRICS}} for t, m in metrics.items()
@@ -410,9 +397,9 @@ def scores(
 ) -> dict[str, dict[str, Any]]:
     """Per-task metrics of a checkpoint on a split, reused while `key` (what the checkpoint
     came from) and the shot thresholds are unchanged."""
-    digest = _digest({"checkpoint": key, "split": split, "many": args.many, "few": args.few})
-    saved = _read_json(file)
-    if saved.get("key") == digest:
+    wanted = digest({"checkpoint": key, "split": split, "many": args.many, "few": args.few})
+    saved = read_json(file)
+    if saved.get("key") == wanted:
         return saved["tasks"]
     result = evaluate_checkpoint(
         ckpt,
@@ -425,7 +412,7 @@ def scores(
     )
     tasks = _kept(result.metrics)
     file.parent.mkdir(parents=True, exist_ok=True)
-    record = {"key": digest, "checkpoint": str(ckpt), "split": split, "notes": result.notes}
+    record = {"key": wanted, "checkpoint": str(ckpt), "split": split, "notes": result.notes}
     file.write_text(json.dumps(record | {"tasks": tasks}, indent=2), encoding="utf-8")
     return tasks
 
@@ -442,11 +429,11 @@ def training_rows(
         if outcome.status != "done":
             continue
         run_dir = comparison.out / outcome.run_dir
-        key = _read_json(run_dir / "run.json")["train_key"]
+        key = read_json(run_dir / "run.json")["train_key"]
         if r.spec == BASELINE:
             ce_key = key
         row.minutes = (outcome.train or {}).get("seconds", 0) / 60
-        own = _read_json(run_dir / (outcome.eval or {}).get("metrics", "eval/metrics.json"))
+        own = read_json(run_dir / (outcome.eval or {}).get("metrics", "eval/metrics.json"))
         row.scores[data.test_splits[0]] = _kept(own["tasks"])
         row.notes += own.get("notes", [])
         export = run_dir / "train" / "model"
@@ -480,11 +467,11 @@ def embedding_rows(
         for m in methods
     }
     folder = {m: args.out / "post" / EMBEDDING_RECIPES[m] for m in methods}
-    keys = {m: _digest({"source": ce_key, "step": steps[m].model_dump()}) for m in methods}
+    keys = {m: digest({"source": ce_key, "step": steps[m].model_dump()}) for m in methods}
     todo = [
         m
         for m in methods
-        if _read_json(folder[m] / "source.json").get("key") != keys[m]
+        if read_json(folder[m] / "source.json").get("key") != keys[m]
         or not (folder[m] / "model" / "weights.safetensors").is_file()
     ]
     errors: dict[str, str] = {}
@@ -513,7 +500,7 @@ def embedding_rows(
             row.status, row.error = "failed", errors[m]
             console.print(f"[red]{labels[m]} failed:[/] {errors[m]}", highlight=False)
             continue
-        record = _read_json(folder[m] / "source.json").get("record", {})
+        record = read_json(folder[m] / "source.json").get("record", {})
         tasks = record.get("tasks", {}).items()
         row.notes += [
             f"{task}: {r['status']}" + (f" ({r['reason']})" if r.get("reason") else "")

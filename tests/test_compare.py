@@ -13,14 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import attire.cli.compare  # noqa: F401  (registers the command)
-from attire.cli.apps import app
+from attire.cli.main import app
 from attire.evaluation.compare import (
     COLUMNS,
     CompareError,
@@ -29,20 +27,12 @@ from attire.evaluation.compare import (
     pareto_front,
     write_reports,
 )
+from test_training import single_thread  # noqa: F401  (autouse fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "experiments" / "tiny.yaml"
 NAMES = ["drn-c-tiny", "drn-d-tiny", "effnet-test"]
 ALL_STAGES = ["train", "eval", "profile"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: tiny ops on 2 shared cores are far slower with a thread pool."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_spec() -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import attire.cli.profile  # noqa: F401  (registers the command)
@@ -14,16 +13,9 @@ from attire.evaluation.profile import count_flops
 from attire.models.checkpoint import CheckpointMeta, Preprocessing, save_checkpoint
 from attire.models.multitask import ModelConfig, MultiTaskModel
 from attire.taxonomy import Taxonomy, load_taxonomy
+from test_training import single_thread  # noqa: F401  (autouse fixture)
 
 FAST = ["--max-seconds", "0.3", "--batch-sizes", "1", "--batch-sizes", "2", "--device", "cpu"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def profile(*args: str) -> tuple[int, str]:

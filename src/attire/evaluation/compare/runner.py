@@ -82,7 +82,7 @@ def prepare_data(spec: ExperimentsFile, out: Path, console: Console) -> Prepared
     source["split"] = {"seed": spec.base.seed, "fractions": list(splits.fractions)}
     if data.taxonomy is not None:
         source["taxonomy_sha256"] = _file_sha256(data.taxonomy)
-    prepared = _read_json(record_path)
+    prepared = read_json(record_path)
     target = Path(prepared.get("manifest", ""))
     fresh = prepared.get("source") == source and target.is_file()
     if fresh and _file_sha256(target) == prepared.get("sha256"):
@@ -193,14 +193,14 @@ def _keys(
     for k in ("manifest", "taxonomy", "cache_dir"):
         resolved["data"].pop(k)
     taxonomy = cfg.data.taxonomy
-    train = _digest(
+    train = digest(
         {
             "config": resolved,
             "manifest_sha256": data.sha256,
             "taxonomy_sha256": _file_sha256(taxonomy) if taxonomy else None,
         }
     )
-    evaluation = _digest(
+    evaluation = digest(
         {
             "train": train,
             "split": spec.base.splits.test,
@@ -208,7 +208,7 @@ def _keys(
             "settings": spec.eval.model_dump(mode="json", exclude={"device"}),
         }
     )
-    profiling = _digest(
+    profiling = digest(
         {
             "train": train,
             "settings": spec.profile.model_dump(mode="json"),
@@ -240,7 +240,7 @@ def _run(
         status="not run",
         run_dir=run_dir.relative_to(out).as_posix(),
     )
-    record = _read_json(run_dir / RUN_RECORD)
+    record = read_json(run_dir / RUN_RECORD)
     export = cfg.out_dir / "model"
     train_ok = (
         record.get("train_key") == keys.train
@@ -487,12 +487,12 @@ def _file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _digest(payload: Any) -> str:
+def digest(payload: Any) -> str:
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
