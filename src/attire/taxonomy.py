@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from attire.errors import AttireError
+from attire.yaml_file import read_yaml
 
 DEFAULT_TAXONOMY = "womens_tops"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -209,12 +210,7 @@ class Taxonomy(BaseModel):
     def load(cls, path: str | Path) -> Taxonomy:
         """Read a taxonomy YAML; the error names the file, the task and the field."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise TaxonomyError(f"{path}: taxonomy file not found") from None
-        except yaml.YAMLError as e:
-            raise TaxonomyError(f"{path}: not valid YAML: {e}") from None
+        data = read_yaml(path, TaxonomyError, "taxonomy file")
         return cls.from_dict(data, str(path))
 
     def to_yaml(self) -> str:

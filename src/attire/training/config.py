@@ -21,6 +21,7 @@ from attire.training.recipes import (
     recipe_problems,
     resolve_plan,
 )
+from attire.yaml_file import read_yaml
 
 
 class ConfigError(AttireError):
@@ -131,12 +132,7 @@ class TrainConfig(_Strict):
         """Read YAML, apply `a.b=value` overrides, validate; relative paths are resolved
         against the config file's folder."""
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raw = read_yaml(path, ConfigError, "config file")
         raw = {} if raw is None else raw
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a training config is a mapping of fields, not {raw!r}")

@@ -26,6 +26,7 @@ from pydantic import (
 from attire.data.manifest import META_COLUMNS
 from attire.errors import AttireError
 from attire.taxonomy import Task, Taxonomy, TaxonomyError, UnknownLabelError, load_taxonomy
+from attire.yaml_file import read_yaml
 
 DEFAULT_YES = ("yes", "y", "true", "t", "1")
 DEFAULT_NO = ("no", "n", "false", "f", "0")
@@ -135,12 +136,7 @@ class _TaxonomyRef(_Model):
     def load(cls, path: str | Path, taxonomy: Taxonomy | None = None) -> Self:
         """Read, validate and check a mapping file (against `taxonomy` if given, else its own)."""
         path = Path(path)
-        try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_TextLoader)
-        except FileNotFoundError:
-            raise MappingError(f"{path}: mapping file not found") from None
-        except yaml.YAMLError as e:
-            raise MappingError(f"{path}: not valid YAML: {e}") from None
+        data = read_yaml(path, MappingError, "mapping file", loader=_TextLoader)
         if not isinstance(data, dict):
             raise MappingError(
                 f"{path}: expected a YAML mapping of fields, got {type(data).__name__}"

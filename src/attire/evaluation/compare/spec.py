@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,6 +27,7 @@ from attire.errors import AttireError
 from attire.models.pretrained import package_weights_path
 from attire.training.config import ConfigError, TrainConfig
 from attire.training.recipes import RecipeNames
+from attire.yaml_file import read_yaml
 
 # With only a wall-clock budget the LR schedule still needs a length; the clock cuts it.
 EPOCHS_UNDER_MINUTES = 1000
@@ -222,12 +222,7 @@ class ExperimentsFile(_Strict):
         """Read and validate; paths (manifest, taxonomy, weights files) are relative to the
         file's folder. Errors name the field: `field 'experiments.1.image_size': ...`."""
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CompareError(f"{path}: experiments file not found") from None
-        except yaml.YAMLError as e:
-            raise CompareError(f"{path}: not valid YAML: {e}") from None
+        raw = read_yaml(path, CompareError, "experiments file")
         if not isinstance(raw, dict):
             raise CompareError(f"{path}: an experiments file is a mapping, not {raw!r}")
         return cls.from_dict(raw, path)
