@@ -137,36 +137,32 @@ def _check_train_overrides(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-class Base(_Strict):
+class _TrainOverrides(_Strict):
+    """`train`: training-config fields (base: shared by every experiment; experiment: its own),
+    never the ones the comparison itself fixes."""
+
+    train: dict[str, Any] = Field(default_factory=dict, description="training config fields")
+
+    @field_validator("train")
+    @classmethod
+    def _not_reserved(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_train_overrides(v)
+
+
+class Base(_TrainOverrides):
     data: DataSpec
     splits: Splits = Field(default_factory=Splits)
     seed: int = 0
     image_size: int = Field(default=64, ge=16, le=1024)
     budget: Budget
-    train: dict[str, Any] = Field(
-        default_factory=dict, description="training config fields shared by every experiment"
-    )
-
-    @field_validator("train")
-    @classmethod
-    def _not_reserved(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return _check_train_overrides(v)
 
 
-class Experiment(_Strict):
+class Experiment(_TrainOverrides):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)
     backbone: str | None = None
     pretrained: str | None = Field(default=None, description="'package', 'hub' or a file")
     recipe: RecipeNames | None = None
     image_size: int | None = Field(default=None, ge=16, le=1024)
-    train: dict[str, Any] = Field(
-        default_factory=dict, description="training config fields for this experiment"
-    )
-
-    @field_validator("train")
-    @classmethod
-    def _not_reserved(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return _check_train_overrides(v)
 
 
 class EvalSettings(_Strict):
