@@ -72,8 +72,8 @@ from attire.data.quality import check_manifest
 from attire.data.split import split_manifest
 from attire.evaluation.compare import Comparison, compare_experiments
 from attire.evaluation.compare.runner import digest, read_json
-from attire.evaluation.evaluate import MARKDOWN_KEYS as METRICS
 from attire.evaluation.evaluate import evaluate_checkpoint
+from attire.evaluation.metrics import HEADLINE_KEYS as METRICS
 from attire.evaluation.metrics import average_over_tasks
 from attire.sampling.embedding import RESAMPLERS
 from attire.training.rebalance import rebalance_variants

@@ -25,6 +25,7 @@ from attire.errors import AttireError
 from attire.evaluation.metrics import (
     DEFAULT_TOP_K,
     ECE_BINS,
+    HEADLINE_KEYS,
     answer_decisions,
     average_over_tasks,
     basic_precision,
@@ -51,16 +52,6 @@ class Scored:
     rows_in_split: int
     unlabelled: int
     skipped: list[dict[str, str]]
-
-
-MARKDOWN_KEYS = (
-    "accuracy",
-    "balanced_accuracy",
-    "macro_f1",
-    "many_shot",
-    "medium_shot",
-    "few_shot",
-)
 
 
 @dataclass
@@ -108,7 +99,7 @@ class EvalResult:
         """metrics.json: strict JSON (undefined values are null)."""
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
-    def markdown(self, keys: Sequence[str] = MARKDOWN_KEYS) -> str:
+    def markdown(self, keys: Sequence[str] = HEADLINE_KEYS) -> str:
         """The per-task table and the mean over tasks, in percent, for docs and benchmarks."""
 
         def cell(v: object) -> str:

@@ -55,14 +55,18 @@ from attire.data.stats import SHOT_GROUPS, shot_groups
 
 DEFAULT_TOP_K: tuple[int, ...] = (1, 2, 3)
 ECE_BINS = 15
-# Scalars averaged over tasks (each only over the tasks that define it).
-SUMMARY_KEYS = (
+# The long-tail headline of a task (tables in Markdown and benchmarks).
+HEADLINE_KEYS = (
     "accuracy",
     "balanced_accuracy",
     "macro_f1",
     "many_shot",
     "medium_shot",
     "few_shot",
+)
+# Scalars averaged over tasks (each only over the tasks that define it).
+SUMMARY_KEYS = (
+    *HEADLINE_KEYS,
     "ece",
     "fashionai_ap",
     "map",

@@ -142,7 +142,7 @@ def eval_copy(cfg: TrainConfig, dataset: MultiTaskDataset, mean, std) -> MultiTa
 
 def resolve_precision(cfg: TrainConfig) -> str:
     """`auto`: bf16-mixed on a CUDA device that has bf16 (16-mixed on one without) and on a CPU
-    with native bf16 kernels (oneDNN; measured 1.6x faster for resnet18 at 64 px on an AVX-512
+    with native bf16 kernels (oneDNN; measured 1.2-1.6x faster for resnet18 at 64 px on an AVX-512
     BF16 EPYC), else 32."""
     if cfg.precision != "auto":
         return "32-true" if cfg.precision == "32" else cfg.precision
