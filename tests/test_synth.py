@@ -27,6 +27,7 @@ from attire.data.synth import (
 from attire.data.synth import garment as g
 from attire.data.synth import generate as gen
 from attire.data.synth.labels import POPULARITY, corrupt, zipf_weights
+from attire.data.synth.preview import sample_shown
 from attire.data.synth.scene import MIN_DOT, SUPERSAMPLE, Raster, plan, shapes
 from attire.data.synth.surface import pattern_ink
 from attire.taxonomy import load_taxonomy
@@ -386,6 +387,36 @@ def test_contact_sheet_has_a_row_per_class():
     rows = len(TAX.task("fit").class_ids)
     assert sheet.size[1] == rows * (32 + 4)
     assert sheet.size[0] > 2 * 32
+
+
+def test_contact_sheet_isolates_the_class_where_the_rules_allow():
+    model = label_model(1.0, balanced=True)
+    rng = np.random.default_rng(0)
+    inks = set()
+    for _ in range(20):
+        lab = sample_shown(model, "collar", {"collar": "hood"}, rng, isolated=True)
+        assert lab["collar"] == "hood" and lab["trend_elements"] == []
+        assert (lab["texture"], lab["main_pattern"], lab["secondary_pattern"]) == (
+            "smooth",
+            "solid",
+            "none",
+        )
+        # a pattern keeps its second colour: without one it is only a shade of the main colour
+        lab = sample_shown(model, "main_pattern", {"main_pattern": "plaid"}, rng, isolated=True)
+        assert lab["main_pattern"] == "plaid" and lab["texture"] == "smooth"
+        assert lab["secondary_pattern"] == "none"
+        inks.add(lab["secondary_colour"])
+        # cable knit is never smooth, and the rules still hold for what could be kept plain
+        lab = sample_shown(model, "texture", {"texture": "cable_knit"}, rng, isolated=True)
+        assert lab["texture"] == "cable_knit" and lab["fabric"] == "knit"
+    assert len(inks - {"none"}) > 3
+    context = [
+        sample_shown(model, "collar", {"collar": "hood"}, rng, isolated=False)["main_pattern"]
+        for _ in range(30)
+    ]
+    assert len(set(context)) > 3  # the other half keeps the catalogue's usual company
+    lab = sample_shown(model, "trend_elements", {"trend_elements": "bow"}, rng, isolated=True)
+    assert lab["trend_elements"] == ["bow"]
 
 
 # -- the catalogue as data ------------------------------------------------------------------------
