@@ -74,9 +74,11 @@ def sample_shown(
     isolated: bool,
 ) -> dict:
     """Labels with `shown` forced; `isolated`: the other surface tasks plain where allowed."""
-    plain = {} if not isolated else {
-        t: v for t, v in PLAIN.items() if t != task and t not in _CARRIERS.get(task, ())
-    }
+    plain = (
+        {}
+        if not isolated
+        else {t: v for t, v in PLAIN.items() if t != task and t not in _CARRIERS.get(task, ())}
+    )
     while True:
         try:
             labels = model.sample(rng, plain | shown)
