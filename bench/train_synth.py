@@ -23,6 +23,9 @@ from attire.training.config import TrainConfig
 from attire.training.fit import fit
 from synth_splits import catalogue, combined
 
+_FRAME = {"scale": (1.0, 1.0), "ratio": (1.0, 1.0), "rotate_deg": 0.0, "translate": 0.0}
+AUGMENT = {"default": {}, "frame": _FRAME, "zoom": _FRAME | {"zoom_out": 0.2}}
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -36,6 +39,14 @@ def main() -> None:
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument(
+        "--augment",
+        choices=list(AUGMENT),
+        default="default",
+        help="frame: no crop, shift or rotation (the drawing already varies the framing, and a "
+        "crop can cut off the sleeve ends or collar that a tight frame keeps in view); zoom: "
+        "frame plus a random shrink of up to 20%% inside the padded frame",
+    )
     args = ap.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -54,7 +65,8 @@ def main() -> None:
     manifest_path = combined(parts, out)
     gen_s = time.perf_counter() - t0
 
-    run = out / f"run-{args.backbone}"
+    suffix = "" if args.augment == "default" else f"-{args.augment}"
+    run = out / f"run-{args.backbone}{suffix}"
     t1 = time.perf_counter()
     if not (run / "model" / "weights.safetensors").exists():
         cfg = TrainConfig.from_dict(
@@ -62,6 +74,7 @@ def main() -> None:
                 "data": {"manifest": str(manifest_path), "image_size": 64, "workers": 2},
                 "model": {"backbone": args.backbone},
                 "optim": {"lr": args.lr, "warmup_epochs": 0.5},
+                "augment": AUGMENT[args.augment],
                 "epochs": args.epochs,
                 "batch_size": args.batch_size,
                 "out_dir": str(run),
@@ -78,8 +91,9 @@ def main() -> None:
         results[split] = {"averages": res.averages, "tasks": res.metrics}
         print(f"\n== {split} ==")
         print(res.markdown())
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    print(f"\ngenerate {gen_s:.0f} s, train {train_s:.0f} s; results in {out / 'results.json'}")
+    path = out / f"results{suffix}.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\ngenerate {gen_s:.0f} s, train {train_s:.0f} s; results in {path}")
 
 
 if __name__ == "__main__":

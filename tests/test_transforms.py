@@ -175,6 +175,37 @@ def test_crop_is_conservative_by_default():
     assert crop.scale[0] >= 0.7 and crop.ratio[0] >= 0.8 and crop.ratio[1] <= 1.25
 
 
+def _corners_kept(policy: AugmentPolicy, trials: int = 40) -> bool:
+    """Whether every trial keeps some of each of the four bright corner squares in view."""
+    img = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    for rows in (slice(0, 4), slice(60, 64)):
+        for cols in (slice(0, 4), slice(60, 64)):
+            img[:, rows, cols] = 255
+    pipe = build_transforms(policy, NO_COLOUR, 64, HALF, HALF, train=True)
+    torch.manual_seed(0)
+    for _ in range(trials):
+        bright = pipe(img)[0] > 0.5
+        quads = (bright[:32, :32], bright[:32, 32:], bright[32:, :32], bright[32:, 32:])
+        if not all(q.any() for q in quads):
+            return False
+    return True
+
+
+def test_zoom_out_varies_scale_without_cutting_the_frame():
+    still = {"brightness": 0.0, "contrast": 0.0, "rotate_deg": 0.0, "translate": 0.0}
+    frame = AugmentPolicy(scale=(1.0, 1.0), ratio=(1.0, 1.0), zoom_out=0.25, **still)
+    assert _corners_kept(frame)
+    outs = {
+        int((build_transforms(frame, NO_COLOUR, 64, HALF, HALF, train=True)(
+            torch.full((3, 64, 64), 255, dtype=torch.uint8)
+        )[0] > 0.5).sum())
+        for _ in range(10)
+    }  # fmt: skip
+    assert len(outs) > 1 and min(outs) < 64 * 64  # it does shrink, by varying amounts
+    # the default crop, by contrast, cuts the frame's edges off (what zoom_out avoids)
+    assert not _corners_kept(AugmentPolicy(**still))
+
+
 def test_policy_validation():
     with pytest.raises(ValidationError, match="scale"):
         AugmentPolicy(scale=(0.9, 0.5))

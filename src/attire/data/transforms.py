@@ -39,6 +39,13 @@ class AugmentPolicy(BaseModel):
     ratio: tuple[float, float] = Field(default=(0.9, 1.1), description="crop aspect ratio range")
     rotate_deg: float = Field(default=8.0, ge=0, le=45, description="max rotation either way")
     translate: float = Field(default=0.05, ge=0, le=0.3, description="max shift, image fraction")
+    zoom_out: float = Field(
+        default=0.0,
+        ge=0,
+        lt=0.5,
+        description="max shrink of the image inside its frame (padded): varies the scale "
+        "without cutting anything off, for tightly framed shots whose edges carry labels",
+    )
     brightness: float = Field(default=0.2, ge=0, lt=1)
     contrast: float = Field(default=0.2, ge=0, lt=1)
     saturation: float = Field(default=0.2, ge=0, lt=1, description="only without colour tasks")
@@ -120,15 +127,21 @@ def build_transforms(
 ) -> Callable[[Tensor], Tensor]:
     """uint8 [3, S, S] -> normalised float32 [3, input_size, input_size].
 
-    Train: rotation/shift, conservative random resized crop, optional flip, brightness and
+    Train: rotation/shift/zoom-out, conservative random resized crop, optional flip, brightness and
     contrast (plus hue/saturation only without colour tasks). Eval: optional centre crop
     (``policy.eval_crop``) and a resize, nothing random.
     """
     steps: list[Callable[[Tensor], Tensor]] = []
     if train:
-        if policy.rotate_deg > 0 or policy.translate > 0:
+        if policy.rotate_deg > 0 or policy.translate > 0 or policy.zoom_out > 0:
             t = policy.translate
-            steps.append(v2.RandomAffine(degrees=policy.rotate_deg, translate=(t, t)))
+            steps.append(
+                v2.RandomAffine(
+                    degrees=policy.rotate_deg,
+                    translate=(t, t),
+                    scale=(1 - policy.zoom_out, 1) if policy.zoom_out else None,
+                )
+            )
         steps.append(
             v2.RandomResizedCrop(input_size, scale=policy.scale, ratio=policy.ratio, antialias=True)
         )

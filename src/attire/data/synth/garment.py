@@ -33,12 +33,12 @@ WAIST_Y, HIP_Y, CROTCH_Y, KNEE_Y, ANKLE_Y, FLOOR_Y = 2.85, 3.6, 4.0, 5.9, 7.75, 
 
 SLEEVE_FRACTION = {
     "cup_sleeves": 0.13,
-    "short_sleeves": 0.34,
-    "elbow_sleeves": 0.52,
-    "three_quarter_sleeves": 0.71,
-    "wrist_length": 0.86,
+    "short_sleeves": 0.32,
+    "elbow_sleeves": 0.5,
+    "three_quarter_sleeves": 0.67,
+    "wrist_length": 0.84,
     "long_sleeves": 1.02,
-    "extra_long_sleeves": 1.22,
+    "extra_long_sleeves": 1.26,
 }
 HEM_Y = {
     "high_waist": 2.55,
@@ -65,17 +65,17 @@ class FitProfile:
 
 
 FITS = {
-    "slim": FitProfile(0.95, 1.98, 0.83, 0.64, 0.88, 0.03, 1.15),
+    "slim": FitProfile(0.95, 1.98, 0.82, 0.58, 0.86, 0.02, 1.15),
     "regular": FitProfile(1.0, 2.06, 0.96, 0.95, 0.98, 0.05, 1.55),
-    "loose": FitProfile(1.1, 2.22, 1.16, 1.16, 1.18, 0.08, 2.0),
+    "loose": FitProfile(1.1, 2.22, 1.12, 1.2, 1.3, 0.14, 2.0),  # A-line: wider towards the hem
     "oversized": FitProfile(1.36, 2.55, 1.42, 1.42, 1.42, 0.08, 2.5),
 }
 
 # Lowest point (y) of each collar's visible parts: a crop must start below it to hide the collar.
 COLLAR_BOTTOM = {
     "round_neck": 1.72,
-    "v_neck": 2.12,
-    "deep_v_neck": 2.77,
+    "v_neck": 2.02,
+    "deep_v_neck": 3.07,
     "square_neck": 1.96,
     "turtleneck": 1.45,
     "shirt_collar": 1.82,
@@ -488,7 +488,7 @@ def neck(d: Design, trim_region: int) -> Neck:
             )
         )
     elif c in ("v_neck", "deep_v_neck"):
-        depth = 2.05 if c == "v_neck" else 2.7
+        depth = 1.95 if c == "v_neck" else 3.0
         hole = sym([[nw, NECK_BASE - 0.1], [nw, NECK_BASE], [0.0, depth]])
         placket_top = depth
     elif c == "square_neck":

@@ -321,7 +321,8 @@ def _panels(p: Plan, trim_mode: bool, rng: np.random.Generator) -> list[g.Shape]
         a, b = y_top + 0.45 * span, y_bot - 0.05 * span
         return [_panel([[wide, a - 1.5], [wide, 9], [-wide, 9], [-wide, b + 1.5]], g.PANEL)]
     if lab["secondary_pattern"] != "none":  # besides the sleeves, always a panel of the body
-        depth = min(max(0.32 * span, 0.6), 1.4)
+        # deep enough for two periods of the largest motifs (plaid, flowers) at 64 px
+        depth = min(max(0.42 * span, 0.9), 0.48 * span, 2.2)
         if vis.top < body_top + 0.05 and d.category != "camisole":  # a yoke
             y = y_top + depth
             return [_panel([[-wide, 0], [wide, 0], [wide, y], [-wide, y]], g.PANEL)]
@@ -682,7 +683,7 @@ def _garment(
     elif lab["main_pattern"] != "colour_block":
         main_lut[g.SLEEVE] = True
     ppu = raster.s / SUPERSAMPLE  # output pixels per unit: surface features scale with it
-    all_over = rng.random() < 0.25  # a letter print: lines of letters rather than a slogan
+    all_over = rng.random() < 0.4  # a letter print: lines of letters rather than a slogan
     if lab["main_pattern"] == "graphic_print" or (
         lab["main_pattern"] == "letter_print" and not all_over
     ):
@@ -754,5 +755,5 @@ def _chest_box(p: Plan) -> tuple[float, float, float, float]:
     if d.placket in ("open_front", "wrap", "double_breasted"):  # beside the closure
         w = max(min(0.5, float(g.half_width(d, y)) - 0.1) - 0.12, 0.3)
         return (0.12, y - w / 2, 0.12 + w, y + w / 2)
-    w = min(0.66, float(g.half_width(d, y)) * 0.78)
+    w = min(0.85, float(g.half_width(d, y)) * 0.85)
     return (-w, y - w, w, y + w)

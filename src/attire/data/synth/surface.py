@@ -31,10 +31,10 @@ F32 = np.float32
 # Colour classes as HSV boxes (hue in degrees). The boxes do not overlap, with a margin, so that
 # lighting and fabric shading keep a colour inside its class.
 COLOUR_HSV: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
-    "black": ((0, 360), (0.0, 0.2), (0.06, 0.15)),
+    "black": ((0, 360), (0.0, 0.2), (0.04, 0.13)),
     "white": ((0, 360), (0.0, 0.04), (0.93, 0.99)),
-    "grey": ((0, 360), (0.0, 0.05), (0.42, 0.68)),
-    "beige": ((32, 44), (0.16, 0.3), (0.8, 0.92)),
+    "grey": ((0, 360), (0.0, 0.05), (0.4, 0.6)),
+    "beige": ((32, 44), (0.24, 0.36), (0.76, 0.88)),
     "brown": ((18, 30), (0.5, 0.75), (0.3, 0.48)),
     "red": ((-6, 6), (0.75, 0.95), (0.68, 0.9)),
     "pink": ((328, 348), (0.28, 0.48), (0.9, 1.0)),
@@ -42,7 +42,7 @@ COLOUR_HSV: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[floa
     "yellow": ((47, 56), (0.7, 0.92), (0.9, 1.0)),
     "green": ((100, 145), (0.5, 0.8), (0.4, 0.7)),
     "blue": ((200, 218), (0.6, 0.85), (0.7, 0.92)),
-    "navy": ((220, 232), (0.65, 0.9), (0.2, 0.33)),
+    "navy": ((220, 232), (0.7, 0.9), (0.27, 0.4)),
     "purple": ((270, 290), (0.4, 0.7), (0.42, 0.7)),
 }
 
@@ -158,7 +158,7 @@ def _slogan_tile(variant: int) -> np.ndarray:
     img = Image.new("L", (w, h), 0)
     d = ImageDraw.Draw(img)
     font = _font()
-    bold = _bold(font, 3)
+    bold = _bold(font, 5)
     step = h / len(lines)
     for i, text in enumerate(lines):
         box = d.textbbox((0, 0), text, font=font, stroke_width=bold.get("stroke_width", 0))
@@ -322,15 +322,14 @@ def pattern_ink(
         tx = (u / p + 0.5 * (row % 2)) * _TILE
         return _lookup(_flower_tile(), v / p * _TILE, tx)
     if kind == "geometric":
-        p = _period(rng.uniform(0.36, 0.46), ppu, 9)
+        p = _period(rng.uniform(0.36, 0.46), ppu, 12)  # larger than dots (7 px): not read as them
         gu, gv = u / p, v / p
         fu, fv = _frac(gu), _frac(gv)
         if rng.random() < 0.5:  # triangles in alternate cells
             even = (np.floor(gu) + np.floor(gv)) % 2 == 0
             return ((fu > fv + 0.08) & even).astype(F32)
-        return ((np.abs(fu - 0.5) + np.abs(fv - 0.5)) < 0.36).astype(F32) * (  # split diamonds
-            np.abs(fu - 0.5) > 0.06
-        )
+        # chevrons: zigzag bands (diamonds or small motifs would read as dots at 64 px)
+        return (_frac(gv + np.abs(fu - 0.5)) < 0.36).astype(F32)
     if kind == "graphic_print":
         return _boxed(_pictogram(int(rng.integers(0, 8))), u, v, chest)
     if kind == "letter_print":
@@ -354,7 +353,7 @@ def _all_over_letters(u, v, ppu: float) -> np.ndarray:
 def _slogan_box(chest: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
     x0, y0, x1, y1 = chest
     cy, w = (y0 + y1) / 2, x1 - x0
-    return (x0, cy - 0.27 * w, x1, cy + 0.27 * w)
+    return (x0, cy - 0.36 * w, x1, cy + 0.36 * w)
 
 
 # -- textures: (multiplier, additive light, alpha) ---------------------------------------------
@@ -415,12 +414,14 @@ def texture_maps(kind: str, u, v, ppu: float, rng: np.random.Generator, top: flo
         motif = r2 < (0.2 + 0.07 * np.cos(5 * ang)) ** 2
         q = _period(0.075, ppu, 2.5)
         net = (_frac((u + v) / q) < 0.3) | (_frac((u - v) / q) < 0.3)
-        alpha = np.where(motif, F32(1.0), np.where(net, F32(0.6), F32(0.15)))
+        # the gaps still show the fabric's colour: a net that shows only the body underneath
+        # would hide the main colour, fabric and pattern of one garment in ten
+        alpha = np.where(motif, F32(1.0), np.where(net, F32(0.8), F32(0.45)))
         return np.where(motif & (r2 > 0.012), F32(1.05), F32(0.9)), 0.0, alpha
     if kind == "mesh":  # a fine square grid of holes: a see-through screen
         p = _period(0.1, ppu, 3.0)
         hole = (np.abs(_frac(u / p) - 0.5) < 0.25) & (np.abs(_frac(v / p) - 0.5) < 0.25)
-        return one, 0.0, np.where(hole, F32(0.3), F32(1.0))
+        return one, 0.0, np.where(hole, F32(0.45), F32(1.0))
     if kind == "sequined":  # discs of random brightness, a few of them glinting white
         p = _period(0.085, ppu, 2.5)
         cells = _noise_tiles()["cells"]
@@ -431,7 +432,7 @@ def texture_maps(kind: str, u, v, ppu: float, rng: np.random.Generator, top: flo
     if kind == "pleated":  # sharp folds fanning out from the top
         p = _period(0.3, ppu, 6.0)
         fan = u / (1.0 + 0.22 * np.clip(v - top, 0, None))
-        m, a = _relief(_frac(fan / p) * F32(2) - F32(1), 0.22)
+        m, a = _relief(_frac(fan / p) * F32(2) - F32(1), 0.3)
         return m, a, one
     raise ValueError(f"unknown texture {kind!r}")
 
@@ -453,10 +454,12 @@ def fabric_maps(
     if kind == "chiffon":  # sheer: what is behind shows through
         return 1.08 + 0.08 * fold, 0.0, 0.5
     if kind == "knit":  # heathered yarn: a speckle of lighter and darker stitches, in rows
-        marl = _lookup(tiles["grain"], v * px + oy, u * px + ox)
+        # speckles of ~2 px: single-pixel grain would not survive JPEG and resizing
+        marl = _lookup(tiles["grain"], v * px / 2 + oy, u * px / 2 + ox)
         p = _period(0.065, ppu, 3.0)
-        rows = np.where(_frac(v / p) < 0.5, F32(0.95), F32(1.04))
-        return rows + 0.16 * marl + 0.04 * fold, 0.0, 1.0
+        rows = np.where(_frac(v / p) < 0.5, F32(0.88), F32(1.08))
+        # plus a little added light: a multiplier alone vanishes on black and navy
+        return rows + 0.45 * marl + 0.04 * fold, (0.07 * marl).astype(F32), 1.0
     if kind == "denim":  # vertical streaks of the weave, faded down the middle
         streak = _lookup(tiles["slub"], u * px + ox, v * px + oy)  # rows are smooth along x
         fade = 0.22 * np.exp(-((u / 0.5) ** 2))
@@ -469,11 +472,11 @@ def fabric_maps(
         return 0.86 + 0.05 * fold, (0.45 * sheen).astype(F32), 1.0
     if kind == "linen":  # horizontal slubs: short thick threads
         slub = _lookup(tiles["slub"], v * px + oy, u * px + ox)
-        return 1 + 0.18 * slub + 0.05 * fold, 0.0, 1.0
+        return 1 + 0.28 * slub + 0.05 * fold, (0.05 * slub).astype(F32), 1.0
     if kind == "fleece":  # a soft blotchy pile, a little lighter (and a fuzzy outline: scene)
         pile = _lookup(tiles["grain"], v * px / 3 + oy, u * px / 3 + ox)
-        return 1 + 0.12 * pile + 0.03 * fold, 0.04, 1.0
+        return 1 + 0.28 * pile + 0.03 * fold, 0.05, 1.0
     if kind == "velvet":  # deep in the folds, light at the edges
         edge = rim if rim is not None else 0.0
-        return 0.74 + 0.12 * fold, (0.35 * edge).astype(F32), 1.0
+        return 0.68 + 0.12 * fold, (0.5 * edge).astype(F32), 1.0
     raise ValueError(f"unknown fabric {kind!r}")
