@@ -85,9 +85,9 @@ def sample_shown(
             break
         except LabelError:
             plain.pop(next(iter(plain)))  # empty plain cannot fail: `shown` alone is possible
-    if model.taxonomy.task(task).multilabel:
+    if model.taxonomy.task(task).multilabel:  # exactly the element shown (or none)
         labels[task] = list(shown.values())
-    elif isolated and task != "trend_elements":
+    elif isolated:
         labels["trend_elements"] = []
     return labels
 
