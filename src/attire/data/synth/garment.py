@@ -71,11 +71,13 @@ FITS = {
     "oversized": FitProfile(1.36, 2.55, 1.42, 1.42, 1.42, 0.08, 2.5),
 }
 
+# Where a V opening ends (y): shallow against deep, several pixels apart even at 64 px.
+V_DEPTH = {"v_neck": 1.95, "deep_v_neck": 3.0}
 # Lowest point (y) of each collar's visible parts: a crop must start below it to hide the collar.
 COLLAR_BOTTOM = {
     "round_neck": 1.72,
-    "v_neck": 2.02,
-    "deep_v_neck": 3.07,
+    "v_neck": V_DEPTH["v_neck"] + 0.07,  # the trim band runs a little below the point
+    "deep_v_neck": V_DEPTH["deep_v_neck"] + 0.07,
     "square_neck": 1.96,
     "turtleneck": 1.45,
     "shirt_collar": 1.82,
@@ -488,7 +490,7 @@ def neck(d: Design, trim_region: int) -> Neck:
             )
         )
     elif c in ("v_neck", "deep_v_neck"):
-        depth = 1.95 if c == "v_neck" else 3.0
+        depth = V_DEPTH[c]
         hole = sym([[nw, NECK_BASE - 0.1], [nw, NECK_BASE], [0.0, depth]])
         placket_top = depth
     elif c == "square_neck":
