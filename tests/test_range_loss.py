@@ -98,6 +98,20 @@ def test_hand_computed_values() -> None:
     assert inter.item() == 0.0
 
 
+def test_normalized_measures_on_the_unit_sphere_so_shrinking_cannot_lower_it() -> None:
+    # Unnormalised, scaling every embedding down scales L_intra down: the collapse seen with a
+    # pretrained backbone. Normalised, the loss is the brute force on unit rows, whatever the scale.
+    y = LABELS["mixed"]
+    x = torch.randn(len(y), 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    unit = (x / x.norm(dim=1, keepdim=True)).tolist()
+    loss = RangeLoss(k=2, margin=1.5, alpha=0.3, beta=2.0, normalize=True)
+    ref = brute_force_range(unit, y, 2, 1.5, 0.3, 2.0)
+    for scale in (1.0, 0.01, 100.0):
+        assert loss(scale * x, torch.tensor(y)).item() == pytest.approx(ref[2], rel=1e-12)
+    raw = RangeLoss(k=2, margin=1.5, alpha=0.3, beta=2.0)
+    assert raw.terms(0.01 * x, torch.tensor(y))[0] < 0.02 * raw.terms(x, torch.tensor(y))[0]
+
+
 def test_gradcheck_float64() -> None:
     g = torch.Generator().manual_seed(3)
     x = torch.randn(9, 4, generator=g, dtype=torch.float64, requires_grad=True)

@@ -3,19 +3,23 @@ recipe, and a per-task mix of recipes in a real tiny fit."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from attire.evaluation.compare import runner
 from attire.losses.long_tail import ClassBalancedFocal, LDAMDRWLoss
 from attire.losses.masked import MaskedCrossEntropy
 from attire.sampling import SamplerConfig
 from attire.taxonomy import Taxonomy
+from attire.training import recipes
 from attire.training.config import ConfigError, TrainConfig
 from attire.training.fit import fit
 from attire.training.recipes import RECIPES, RecipeError
@@ -84,7 +88,7 @@ def test_ldam_drw_switches_at_80_percent_of_the_epochs():
 def test_multiclass_recipes_skip_multilabel_tasks_from_recipe_and_refuse_them_by_name():
     p = plan(recipe=["logit-adjust", "range"])
     assert set(task_losses(p)) == {"colour", "size", "background"}
-    assert p.loss["tasks"]["size"]["range"] == {"lambda": 0.1}
+    assert p.loss["tasks"]["size"]["range"] == {"lambda": 0.1, "normalize": True}
     assert "recipe 'logit-adjust' left out on multilabel task 'marks'" in p.notes
     with pytest.raises(RecipeError, match=r"recipes.marks.*'balanced-softmax'.*multilabel"):
         plan(recipes={"marks": "balanced-softmax"})
@@ -260,3 +264,25 @@ def test_per_task_recipe_mix_in_a_tiny_fit(tmp_path, monkeypatch):
     if background["status"] == "changed":
         expected |= {"heads.background.fc.weight", "heads.background.fc.bias"}
     assert changed == expected  # backbone and the other heads bit-identical
+
+
+def test_a_recipe_redefinition_changes_the_compare_fingerprint(monkeypatch) -> None:
+    # compare reuses a finished run while its fingerprint holds; a run trained under an earlier
+    # definition of `range` (unnormalised) must not pass for one of the current definition
+    spec = SimpleNamespace(
+        base=SimpleNamespace(splits=SimpleNamespace(test="test", train="train")),
+        eval=SimpleNamespace(model_dump=lambda **_: {}),
+        profile=SimpleNamespace(model_dump=lambda **_: {}),
+    )
+    data = SimpleNamespace(sha256="0" * 64)
+
+    def key(**fields: object) -> str:
+        cfg = TrainConfig.from_dict({"data": {"manifest": "m.parquet"}, **fields})
+        return runner._keys(spec, cfg, data, "cpu").train
+
+    plain, ranged = key(), key(recipe=["cb-focal", "range"])
+    assert key(recipe=["cb-focal", "range"]) == ranged  # stable
+    old = dataclasses.replace(recipes.RECIPES["range"], range={"lambda": 0.1})
+    monkeypatch.setitem(recipes.RECIPES, "range", old)
+    assert key(recipe=["cb-focal", "range"]) != ranged
+    assert key() == plain  # runs without recipes keep their fingerprints

@@ -206,7 +206,7 @@ class MultiTaskLoss(nn.Module):
 
 _TOP_KEYS = ("loss", "label_smoothing", "weighting", "tasks")
 _TASK_KEYS = ("weight", "loss", "range")
-_RANGE_KEYS = ("lambda", "alpha", "beta", "margin", "k", "squared", "embedding")
+_RANGE_KEYS = ("lambda", "alpha", "beta", "margin", "k", "squared", "normalize", "embedding")
 _SET_BY_ATTIRE = ("num_classes", "multilabel", "class_counts")
 _SET_BY_TASKS = ("tasks", "weights")
 
@@ -289,7 +289,8 @@ def _task_loss(
 
 
 def _range_loss(task: Task, value: object, where: str) -> EmbeddingLoss:
-    """`range: {lambda, alpha, beta, margin, k, squared, embedding}` -> lambda * RangeLoss."""
+    """`range: {lambda, alpha, beta, margin, k, squared, normalize, embedding}` ->
+    lambda * RangeLoss."""
     rcfg = _mapping(value, where)
     _only(rcfg, _RANGE_KEYS, where)
     if task.multilabel:

@@ -13,9 +13,13 @@ harmonic mean of all its pairs (a class with 2 samples: its single distance), an
 sample has no pairs and adds 0. D_center is the distance between the two closest class centres
 (means of the batch's samples of each class); with fewer than two classes L_inter = 0.
 Distances are Euclidean; `squared=True` uses squared Euclidean distances, as the paper's
-equations write them (the margin is then in squared units). A public implementation that is
-widely copied computes k / sum(D) instead of the harmonic mean, counts every pair twice and swaps
-alpha and beta; this one is checked against a brute-force reference in the tests.
+equations write them (the margin is then in squared units). `normalize=True` measures on
+L2-normalised embeddings: unnormalised, L_intra falls by shrinking every embedding towards 0,
+which with a pretrained backbone (large feature norms) collapsed training to one class on
+clothing-dataset (docs/BENCHMARKS.md); on the unit sphere it can only fall by tightening.
+A public implementation that is widely copied computes k / sum(D) instead of the harmonic mean,
+counts every pair twice and swaps alpha and beta; this one is checked against a brute-force
+reference in the tests.
 
 The model trains on softmax loss + lambda * L_R; `MultiTaskLoss` adds lambda * L_R to a task's
 loss when the task's config has a `range:` section.
@@ -48,6 +52,7 @@ class RangeLoss(nn.Module):
         alpha: float = 1.0,
         beta: float = 1.0,
         squared: bool = False,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -58,6 +63,7 @@ class RangeLoss(nn.Module):
         self.k = k
         self.margin, self.alpha, self.beta = float(margin), float(alpha), float(beta)
         self.squared = bool(squared)
+        self.normalize = bool(normalize)
 
     def forward(self, embeddings: Tensor, target: Tensor) -> Tensor:
         intra, inter = self.terms(embeddings, target)
@@ -82,6 +88,8 @@ class RangeLoss(nn.Module):
             embeddings = embeddings.float()
         keep = target >= 0
         x, y = embeddings[keep], target[keep]
+        if self.normalize:
+            x = nn.functional.normalize(x, dim=1)
         zero = x[:0].sum()  # exactly 0, and part of the graph so backward() always works
         sizes = torch.unique(y, return_counts=True)[1].tolist()  # ascending class order
         groups = x[torch.argsort(y, stable=True)].split(sizes) if sizes else ()

@@ -137,7 +137,7 @@ class TrainConfig(_Strict):
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a training config is a mapping of fields, not {raw!r}")
         for item in overrides or []:
-            _apply_override(raw, item)
+            apply_override(raw, item)
         for section, key in (("data", "manifest"), ("data", "taxonomy"), ("data", "cache_dir")):
             node = raw.get(section)
             v = node.get(key) if isinstance(node, dict) else None
@@ -203,7 +203,7 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _apply_override(raw: dict, item: str) -> None:
+def apply_override(raw: dict, item: str) -> None:
     """`a.b=value`: the value is read as YAML (numbers, booleans, lists); missing or null
     sections are created."""
     key, eq, value = item.partition("=")

@@ -201,12 +201,12 @@ _ALL: tuple[Recipe, ...] = (
     Recipe(
         "range",
         "embedding",
-        "adds 0.1 x Range loss on the task head's embedding: tight classes, separated centres, "
-        "so rare classes still shape the embedding",
+        "adds 0.1 x Range loss on the task head's L2-normalised embedding: tight classes, "
+        "separated centres, so rare classes still shape the embedding",
         "Zhang et al., Range Loss for Deep Face Recognition with Long-Tailed Training Data, "
         "ICCV 2017",
         "many classes with few examples each; combine with a loss recipe, e.g. [cb-focal, range]",
-        range={"lambda": 0.1},
+        range={"lambda": 0.1, "normalize": True},
         multiclass_only=True,
     ),
     Recipe(
@@ -350,6 +350,24 @@ def as_list(names: RecipeNames | None) -> list[str]:
     if names is None:
         return []
     return [names] if isinstance(names, str) else list(names)
+
+
+def recipe_settings(recipe: RecipeNames | None, recipes: dict[str, RecipeNames]) -> dict:
+    """What each named recipe sets (not its documentation): part of a run's fingerprint, so a
+    run trained under an earlier definition of a recipe is not reused as if current."""
+    names = as_list(recipe) + [n for v in recipes.values() for n in as_list(v)]
+    out = {}
+    for name in sorted(set(names)):
+        r = RECIPES.get(name)
+        if r is not None:
+            out[name] = {
+                "loss": dict(r.loss or {}),
+                "range": dict(r.range or {}),
+                "sampler": r.sampler,
+                "post": r.post,
+                "multiclass_only": r.multiclass_only,
+            }
+    return out
 
 
 def recipe_problems(

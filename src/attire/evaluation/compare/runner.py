@@ -41,6 +41,7 @@ from attire.inference.predictor import resolve_device
 from attire.models.checkpoint import read_meta
 from attire.training.config import TrainConfig
 from attire.training.fit import fit
+from attire.training.recipes import recipe_settings
 
 RUN_RECORD, PROFILE_FILE = "run.json", "profile.json"
 
@@ -193,13 +194,15 @@ def _keys(
     for k in ("manifest", "taxonomy", "cache_dir"):
         resolved["data"].pop(k)
     taxonomy = cfg.data.taxonomy
-    train = digest(
-        {
-            "config": resolved,
-            "manifest_sha256": data.sha256,
-            "taxonomy_sha256": _file_sha256(taxonomy) if taxonomy else None,
-        }
-    )
+    payload = {
+        "config": resolved,
+        "manifest_sha256": data.sha256,
+        "taxonomy_sha256": _file_sha256(taxonomy) if taxonomy else None,
+    }
+    settings = recipe_settings(cfg.recipe, cfg.recipes)
+    if settings:  # only then: runs without recipes keep their fingerprints
+        payload["recipes"] = settings
+    train = digest(payload)
     evaluation = digest(
         {
             "train": train,
