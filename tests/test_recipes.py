@@ -286,3 +286,6 @@ def test_a_recipe_redefinition_changes_the_compare_fingerprint(monkeypatch) -> N
     monkeypatch.setitem(recipes.RECIPES, "range", old)
     assert key(recipe=["cb-focal", "range"]) != ranged
     assert key() == plain  # runs without recipes keep their fingerprints
+    ldam = key(recipe="ldam-drw")
+    monkeypatch.setattr(recipes, "DRW_AT", 0.5)  # a different switch epoch is another recipe
+    assert key(recipe="ldam-drw") != ldam

@@ -352,7 +352,9 @@ def as_list(names: RecipeNames | None) -> list[str]:
     return [names] if isinstance(names, str) else list(names)
 
 
-def recipe_settings(recipe: RecipeNames | None, recipes: dict[str, RecipeNames]) -> dict:
+def recipe_settings(
+    recipe: RecipeNames | None, recipes: dict[str, RecipeNames], epochs: int
+) -> dict:
     """What each named recipe sets (not its documentation): part of a run's fingerprint, so a
     run trained under an earlier definition of a recipe is not reused as if current."""
     names = as_list(recipe) + [n for v in recipes.values() for n in as_list(v)]
@@ -361,7 +363,7 @@ def recipe_settings(recipe: RecipeNames | None, recipes: dict[str, RecipeNames])
         r = RECIPES.get(name)
         if r is not None:
             out[name] = {
-                "loss": dict(r.loss or {}),
+                "loss": r.loss_spec(epochs),  # with LDAM-DRW's switch epoch
                 "range": dict(r.range or {}),
                 "sampler": r.sampler,
                 "post": r.post,

@@ -199,7 +199,7 @@ def _keys(
         "manifest_sha256": data.sha256,
         "taxonomy_sha256": _file_sha256(taxonomy) if taxonomy else None,
     }
-    settings = recipe_settings(cfg.recipe, cfg.recipes)
+    settings = recipe_settings(cfg.recipe, cfg.recipes, cfg.epochs)
     if settings:  # only then: runs without recipes keep their fingerprints
         payload["recipes"] = settings
     train = digest(payload)
