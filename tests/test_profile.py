@@ -134,7 +134,7 @@ def test_max_seconds_cuts_iterations_skips_and_shrinks_batches():
     # 3 x 10 ms x batch, warm-up + timed, must fit 0.35 s: 32 -> 16 -> 8 -> 4.
     assert result.train.batch_size == 4
     assert any("shrunk from 32 to 4" in n for n in result.notes)
-    assert elapsed < 4.0  # unbounded, batch 64 and 10,000 iterations would take minutes
+    assert elapsed < 30.0  # unbounded: 10,000 x 10 ms at batch 1 alone is 100 s (loose: busy CI)
 
 
 def test_training_leaves_the_callers_model_alone():
