@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -352,24 +352,22 @@ def as_list(names: RecipeNames | None) -> list[str]:
     return [names] if isinstance(names, str) else list(names)
 
 
+_DOCUMENTATION = ("name", "does", "reference", "when")
+
+
 def recipe_settings(
     recipe: RecipeNames | None, recipes: dict[str, RecipeNames], epochs: int
-) -> dict:
-    """What each named recipe sets (not its documentation): part of a run's fingerprint, so a
-    run trained under an earlier definition of a recipe is not reused as if current."""
+) -> dict[str, dict[str, Any]]:
+    """What each named recipe sets (every field but its documentation, the loss as resolved for
+    `epochs`): part of a run's fingerprint, so a run trained under an earlier definition of a
+    recipe is not reused as if current."""
     names = as_list(recipe) + [n for v in recipes.values() for n in as_list(v)]
-    out = {}
-    for name in sorted(set(names)):
-        r = RECIPES.get(name)
-        if r is not None:
-            out[name] = {
-                "loss": r.loss_spec(epochs),  # with LDAM-DRW's switch epoch
-                "range": dict(r.range or {}),
-                "sampler": r.sampler,
-                "post": r.post,
-                "multiclass_only": r.multiclass_only,
-            }
-    return out
+    return {
+        name: {f.name: getattr(r, f.name) for f in fields(r) if f.name not in _DOCUMENTATION}
+        | {"loss": r.loss_spec(epochs)}
+        for name in sorted(set(names))
+        if (r := RECIPES.get(name)) is not None
+    }
 
 
 def recipe_problems(
