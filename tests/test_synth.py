@@ -26,7 +26,13 @@ from attire.data.synth import (
 )
 from attire.data.synth import garment as g
 from attire.data.synth import generate as gen
-from attire.data.synth.labels import POPULARITY, corrupt, zipf_weights
+from attire.data.synth.labels import (
+    MIN_COLOUR_GAP,
+    POPULARITY,
+    colour_gap,
+    corrupt,
+    zipf_weights,
+)
 from attire.data.synth.preview import sample_shown
 from attire.data.synth.scene import MIN_DOT, SUPERSAMPLE, Raster, plan, shapes
 from attire.data.synth.surface import pattern_ink
@@ -138,6 +144,8 @@ def test_correlation_rules_hold(ratio, balanced):
         if lab["collar"] == "lapel":
             assert lab["placket"] in ("single_breasted", "double_breasted", "open_front", "wrap")
         assert lab["secondary_colour"] != lab["main_colour"]
+        if lab["secondary_colour"] != "none":  # a second colour contrasts with the main one
+            assert colour_gap(lab["secondary_colour"], lab["main_colour"]) >= MIN_COLOUR_GAP
         assert lab["secondary_pattern"] != lab["main_pattern"]
         if lab["main_pattern"] == "colour_block":
             assert lab["secondary_colour"] != "none"

@@ -17,8 +17,8 @@ from torch import nn
 
 from attire.errors import AttireError
 
-# Importing the module registers the DRNs with timm.
-from attire.models import drn  # noqa: F401
+# Importing the modules registers the DRNs and resnet18_lowres with timm.
+from attire.models import drn, lowres  # noqa: F401
 from attire.models.pretrained import create_from_hub, load_package_weights, load_weights_file
 
 __all__ = ["BackboneInfo", "WeightsSource", "create_backbone", "list_backbones"]
@@ -44,6 +44,7 @@ class BackboneInfo:
 # attire's curated list: name -> why one would pick it.
 _RECOMMENDED: dict[str, str] = {
     "resnet18": "ResNet-18, 11M: quick baseline; hub weights",
+    "resnet18_lowres": "ResNet-18 with a stride-1 stem, 11M: for 64 px input; no weights",
     "resnet50": "ResNet-50, 24M: the usual fine-tuning choice; hub weights",
     "resnet101": "ResNet-101, 43M: deeper ResNet; hub weights",
     "seresnet101": "SE-ResNet-101, 47M: squeeze-excitation; no timm weights (legacy_ has some)",

@@ -19,6 +19,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
+from attire.data.synth.surface import colour_centre
 from attire.errors import AttireError
 from attire.taxonomy import Taxonomy, load_taxonomy
 
@@ -326,7 +327,7 @@ def _compat(task: str, cls: str, pa: Mapping[str, str]) -> float:
                 return 0.0
             plain = pa["main_pattern"] == "solid" and pa["secondary_pattern"] == "none"
             return 1.0 if plain else 0.3
-        return 0.0 if cls == pa["main_colour"] else 1.0
+        return 1.0 if colour_gap(cls, pa["main_colour"]) >= MIN_COLOUR_GAP else 0.0
     if task == "collar":
         return 1.0 if cls == "invisible" else _COLLAR[cat].get(cls, 0.0)
     if task == "placket":
@@ -346,6 +347,17 @@ def _compat(task: str, cls: str, pa: Mapping[str, str]) -> float:
     if task == "trend_elements":
         return _TREND_CATEGORY[cls].get(cat, 0.0)
     raise KeyError(task)
+
+
+# A second colour contrasts with the main one. Closer pairs (navy on black, pink on beige, yellow
+# on orange: 8 of the 78) read as shades of one colour: at 64 px their prints were the least
+# learnable, and a model cannot tell which of the two is "main".
+MIN_COLOUR_GAP = 0.4
+
+
+def colour_gap(a: str, b: str) -> float:
+    """Euclidean RGB distance of the centres of two colour classes (0..sqrt 3)."""
+    return float(np.linalg.norm(colour_centre(a) - colour_centre(b)))
 
 
 def zipf_weights(k: int, imbalance: float) -> np.ndarray:

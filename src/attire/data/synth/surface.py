@@ -55,6 +55,13 @@ def sample_colour(name: str, rng: np.random.Generator) -> np.ndarray:
     return np.array(rgb, F32)
 
 
+def colour_centre(name: str) -> np.ndarray:
+    """The middle of a colour class's HSV box, as RGB floats in [0, 1]."""
+    (h0, h1), (s0, s1), (v0, v1) = COLOUR_HSV[name]
+    rgb = colorsys.hsv_to_rgb(((h0 + h1) / 2 % 360) / 360, (s0 + s1) / 2, (v0 + v1) / 2)
+    return np.array(rgb, F32)
+
+
 def tone_on_tone(rgb: np.ndarray) -> np.ndarray:
     """A visibly different shade of the same colour (patterns of a one-colour garment).
 
@@ -303,26 +310,26 @@ def pattern_ink(
         coord = v if kind == "horizontal_stripe" else u
         return (_frac(coord / p + rng.random()) < duty).astype(F32)
     if kind == "plaid":  # crossing bands (half ink each, full where they cross) and thin lines
-        p = _period(rng.uniform(0.5, 0.65), ppu, 12)
+        p = _period(rng.uniform(0.5, 0.65), ppu, 14)
         fu, fv = _frac(u / p + rng.random()), _frac(v / p + rng.random())
         bands = 0.5 * (fu < 0.28) + 0.5 * (fv < 0.28)
         half = max(0.05, 1.0 / (p * ppu))  # lines at least 2 output px wide
         lines = (np.abs(fu - 0.64) < half) | (np.abs(fv - 0.64) < half)
         return np.maximum(bands, 0.9 * lines).astype(F32)
     if kind == "polka_dot":
-        p = _period(rng.uniform(0.28, 0.36), ppu, 7)
+        p = _period(rng.uniform(0.28, 0.36), ppu, 8)
         row = np.floor(v / p)
         fu = _frac(u / p + 0.5 * (row % 2))
         fv = _frac(v / p)
         r = max(rng.uniform(0.2, 0.26), 1.6 / (p * ppu))  # dots at least 3.2 output px across
         return (((fu - 0.5) ** 2 + (fv - 0.5) ** 2) < r * r).astype(F32)
     if kind == "floral":
-        p = _period(rng.uniform(0.42, 0.55), ppu, 11)
+        p = _period(rng.uniform(0.42, 0.55), ppu, 13)
         row = np.floor(v / p)
         tx = (u / p + 0.5 * (row % 2)) * _TILE
         return _lookup(_flower_tile(), v / p * _TILE, tx)
     if kind == "geometric":
-        p = _period(rng.uniform(0.36, 0.46), ppu, 12)  # larger than dots (7 px): not read as them
+        p = _period(rng.uniform(0.36, 0.46), ppu, 14)  # larger than dots (8 px): not read as them
         gu, gv = u / p, v / p
         fu, fv = _frac(gu), _frac(gv)
         if rng.random() < 0.5:  # triangles in alternate cells
