@@ -1,17 +1,21 @@
 """Train one multi-task model on the generated catalogue and score it on a held-out test set.
 
 Two uses (docs/BENCHMARKS.md records both):
-- learnability: a balanced catalogue (--imbalance 1 --balanced), ResNet-18 at 64 px; every task
-  should be learnable from the pixels (target: >= 90% mean accuracy over tasks on a balanced test)
+- learnability: a balanced catalogue (--imbalance 1 --balanced), a ResNet-18 at 64 px (timm's, or
+  resnet18_lowres with a stride-1 stem); every task should be learnable from the pixels (target:
+  >= 90% mean accuracy over tasks on a balanced test)
 - the bite of the long tail: --imbalance 100 with plain cross-entropy; many/medium/few-shot recall
   on a balanced test set, overall accuracy on an instance-distributed one.
 
-    .venv/bin/python bench/train_synth.py --out /tmp/bench-learn --n-train 10000 --balanced
+    .venv/bin/python bench/train_synth.py --out /tmp/bench-learn --n-train 10000 --balanced \
+        --epochs 20 --augment frame --backbone resnet18_lowres
     .venv/bin/python bench/train_synth.py --out /tmp/bench-r100 --n-train 10000 --imbalance 100
 
-Data and trained models are reused when the output folder already has them. Variants of the
-training config (`--set optim.weight_decay=0.1 --tag wd01`) train beside the default run on the
-same data; on a GPU box add `--workers 12`.
+Data and trained models are reused when the output folder already has them. Other backbones
+(`--backbone resnet18_lowres`, the 64 px ResNet-18 of the learnability figures) and variants of
+the training config (`--set optim.weight_decay=0.1 --tag wd01`) train beside the default run on
+the same data, each with its own run-NAME/ and results-NAME.json; on a GPU box add
+`--workers 12`.
 """
 
 from __future__ import annotations
@@ -80,7 +84,8 @@ def main() -> None:
 
     suffix = "" if args.augment == "default" else f"-{args.augment}"
     suffix += f"-{args.tag}" if args.tag else ""
-    run = out / f"run-{args.backbone}{suffix}"
+    name = f"{args.backbone}{suffix}"  # runs side by side in one folder keep their own files
+    run = out / f"run-{name}"
     t1 = time.perf_counter()
     if not (run / "model" / "weights.safetensors").exists():
         raw = {
@@ -109,7 +114,7 @@ def main() -> None:
         results[split] = {"averages": res.averages, "tasks": res.metrics}
         print(f"\n== {split} ==")
         print(res.markdown())
-    path = out / f"results{suffix}.json"
+    path = out / f"results-{name}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     print(f"\ngenerate {gen_s:.0f} s, train {train_s:.0f} s; results in {path}")
 
