@@ -144,7 +144,8 @@ def test_drop_path_grows_linearly_over_residual_blocks() -> None:
     assert len(rates) == 17
     assert rates == sorted(rates) and rates[-1] == pytest.approx(0.2)
     assert all(isinstance(b.drop_path, nn.Identity) for b in (*model.layer7, *model.layer8))
-    tiny = timm.create_model("drn_c_tiny", drop_path_rate=0.5).train()
+    # reference init: with zero-init the residual branches are 0 and dropping them changes nothing
+    tiny = timm.create_model("drn_c_tiny", drop_path_rate=0.5, zero_init_last=False).train()
     x = torch.randn(4, 3, 32, 32)
     torch.manual_seed(1)
     a = tiny(x)
@@ -185,3 +186,24 @@ def test_registered_with_timm_and_bad_config_rejected() -> None:
         DRN(BasicBlock, [1] * 8, arch="E")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="8 positive"):
         DRN(BasicBlock, [1] * 7, arch="C")
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_residual_blocks_start_as_their_shortcut_unless_reference_init(name: str) -> None:
+    """zero_init_last zeroes each residual block's last BN (de-gridding blocks keep theirs), so a
+    block adds nothing at init; reference-init leaves every BN weight at 1."""
+    x = torch.randn(2, 16, 8, 8)
+    for zero in (True, False):
+        model = timm.create_model(name, zero_init_last=zero).eval()
+        blocks = [m for m in model.modules() if isinstance(m, BasicBlock | Bottleneck)]
+        residual = [b for b in blocks if getattr(b, "residual", True)]
+        plain = [b for b in blocks if not getattr(b, "residual", True)]
+        assert residual
+        for b in residual:
+            last = b.bn3 if isinstance(b, Bottleneck) else b.bn2
+            assert torch.all(last.weight == 0) == zero
+            if zero and b.downsample is None and b.conv1.in_channels == x.shape[1]:
+                with torch.no_grad():  # identity shortcut: the block is relu(x)
+                    assert torch.equal(b(x.clone()), torch.relu(x))
+        for b in plain:  # no shortcut to fall back on: zeroing would cut the network
+            assert torch.all(b.bn2.weight == 1)
