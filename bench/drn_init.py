@@ -5,7 +5,7 @@ A toy task isolates what the learnability run showed (DRN-C-26 fit shapes and no
 32 px, trained from scratch for a few steps with AdamW at the trainer's default learning rate;
 accuracy on 256 fresh images. One thread, seeded, on this CPU:
 
-    .venv/bin/python bench/drn_init.py                      # ~4 min: the three rows below
+    .venv/bin/python bench/drn_init.py                      # ~5 min: the three rows below
     .venv/bin/python bench/drn_init.py --steps 30 --models resnet18,drn_c_26
 
 Rows: ``drn_c_26`` (zero-init of each residual block's last BN, attire's default, as timm's

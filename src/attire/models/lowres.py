@@ -12,28 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from timm.models.resnet import BasicBlock, ResNet
+from timm.models.resnet import BasicBlock, ResNet, _cfg
 from torch import nn
 
 __all__ = ["resnet18_lowres"]
 
+# timm's ResNet defaults, at the input size this network is for.
 default_cfgs = generate_default_cfgs(
-    {
-        "resnet18_lowres": {
-            "url": "",
-            "num_classes": 1000,
-            "input_size": (3, 64, 64),
-            "pool_size": (4, 4),
-            "crop_pct": 1.0,
-            "interpolation": "bilinear",
-            "mean": IMAGENET_DEFAULT_MEAN,
-            "std": IMAGENET_DEFAULT_STD,
-            "first_conv": "conv1",
-            "classifier": "fc",
-        }
-    }
+    {"resnet18_lowres": _cfg(input_size=(3, 64, 64), pool_size=(4, 4), crop_pct=1.0)}
 )
 
 
@@ -45,7 +32,7 @@ def _stride1_stem(model: ResNet) -> ResNet:
     )
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     model.feature_info = [
-        {**info, "reduction": max(1, info["reduction"] // 2)} for info in model.feature_info
+        {**info, "reduction": info["reduction"] // 2} for info in model.feature_info
     ]
     return model
 
