@@ -169,6 +169,28 @@ def test_run_folder_has_logs_metrics_and_export(learned):
     assert _export_meta(result)["extra"]["global_steps"] == 40
 
 
+def test_per_task_losses_are_logged_only_on_the_steps_the_loggers_write(tmp_path, monkeypatch):
+    # Lightning's per-value cost capped GPU speed; a test on the wrong steps would leave the
+    # written rows without them
+    calls: list[str] = []
+    real_log = MultiTaskModule.log
+
+    def counting_log(self, name, *args, **kwargs):
+        calls.append(name)
+        return real_log(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(MultiTaskModule, "log", counting_log)
+    manifest = toy_data(tmp_path, n_train=96, n_val=16)
+    cfg = toy_config(manifest, tmp_path / "run", log_every_n_steps=3)  # 12 steps
+    fit(TrainConfig.from_dict(cfg))
+    assert calls.count("train/loss") == 12
+    assert all(calls.count(f"train/loss_{t}") == 4 for t in TASKS)
+    rows = list(csv.DictReader((tmp_path / "run/logs/version_0/metrics.csv").open()))
+    written = [r for r in rows if r.get("train/loss")]
+    assert [int(r["step"]) for r in written] == [2, 5, 8, 11]
+    assert all(r[f"train/loss_{t}"] and r[f"weight/{t}"] for r in written for t in TASKS)
+
+
 def test_lr_warms_up_linearly_then_decays_to_min_ratio_backbone_lower(learned):
     cfg, _, _ = learned
     rows = list(csv.DictReader((cfg.out_dir / "logs/version_0/metrics.csv").open()))

@@ -122,11 +122,15 @@ class MultiTaskModule(L.LightningModule):
         self._window_has_real_batch = True
         bs = batch["image"].shape[0]
         self.log("train/loss", res.total, prog_bar=True, batch_size=bs)
-        for task, value in res.per_task.items():
-            if res.counts.get(task, 0) > 0:
-                self.log(f"train/loss_{task}", value, prog_bar=True, batch_size=bs)
-        for task, w in self.loss.weighting.task_weights().items():
-            self.log(f"weight/{task}", w, batch_size=bs)
+        # Per-task values only on the steps the loggers write (and the bar then shows): each
+        # `self.log` costs ~0.6 ms of Lightning bookkeeping, 17 ms a step for 13 tasks, which
+        # capped a GPU at 14 steps/s. The same test Lightning's LR monitor uses.
+        if self.trainer._logger_connector.should_update_logs:
+            for task, value in res.per_task.items():
+                if res.counts.get(task, 0) > 0:
+                    self.log(f"train/loss_{task}", value, prog_bar=True, batch_size=bs)
+            for task, w in self.loss.weighting.task_weights().items():
+                self.log(f"weight/{task}", w, batch_size=bs)
         return res.total
 
     def _no_step(self) -> torch.Tensor:
