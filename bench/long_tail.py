@@ -215,7 +215,7 @@ class Data:
 def prepare_synth(args: argparse.Namespace, console: Console) -> Data:
     """Train/val at imbalance R, a balanced test and an instance-distributed test, each drawn
     with its own seed; reused while the folder (named by the settings) has them."""
-    r, size = args.imbalance, args.size
+    r, size = args.imbalance, args.draw_size or args.size
     folder = (
         args.out
         / "data"
@@ -250,7 +250,7 @@ def prepare_synth(args: argparse.Namespace, console: Console) -> Data:
         ["test", "test_instance"],
         f"generated catalogue, {args.n_train} train / {args.n_val} val at imbalance {r:g}, "
         f"{args.n_test} balanced test (`test`), {args.n_test} instance-distributed test "
-        f"(`test_instance`), {size} px",
+        f"(`test_instance`), drawn at {size} px",
     )
 
 
@@ -693,6 +693,12 @@ def parse_args() -> argparse.Namespace:
         help="'package', 'hub', a file, or '' for random init [synth: random; real: package]",
     )
     ap.add_argument("--size", type=int, help="image size [synth: 64; real: 160]")
+    ap.add_argument(
+        "--draw-size",
+        type=int,
+        help="synth: draw at this size and train at --size (e.g. 64 px drawings seen at 128 px "
+        "by an ImageNet backbone) [--size]",
+    )
     ap.add_argument(
         "--epochs", type=int, help="[synth: 8; clothing-dataset: 4; clothing-attributes: 5]"
     )
