@@ -11,9 +11,9 @@ tasks (a multilabel task has no balanced accuracy), in percent, best per column 
 change against `ce`. Written to --out: long_tail.md, results.json, experiments.yaml, compare/
 (the training runs), post/ (the rebalanced checkpoints), data/.
 
-Commands (repository root) and estimated time on this machine (2 shared CPU cores, no GPU; from
-the throughputs in docs/BENCHMARKS.md, not measured at these sizes). The training runs dominate;
-each embedding method adds a minute or two once the CE run exists:
+Commands (repository root) and time on this machine (2 CPU cores, no GPU; the synth line
+measured, the others estimated from the throughputs in docs/BENCHMARKS.md). The training runs
+dominate; each embedding method adds a minute or two once the CE run exists:
 
     # generated catalogue, R=100: 10,000 train / 1,000 val (R=100), 2,000 balanced test, 2,000
     # instance-distributed test, drawn at 64 px; EfficientNet-Lite0 from its package weights at
@@ -21,7 +21,7 @@ each embedding method adds a minute or two once the CE run exists:
     # methods (embeddings once, then 2 test sets each) -> ~50 min with ce + logit-adjust, about
     # 3.5 h with all 10 training recipes. ResNet-18 from scratch at 64 px (the earlier table):
     # add --backbone resnet18 --pretrained '' --size 64 --epochs 8
-    .venv/bin/python bench/long_tail.py --dataset synth --out runs/long-tail-synth \
+    .venv/bin/python bench/long_tail.py --dataset synth --out runs/long-tail-synth \\
         --recipes ce,logit-adjust --many 1000 --few 100
 
     # clothing-dataset, task `label` (18 classes), split grouped by sender_id, EfficientNet-Lite0
@@ -701,7 +701,7 @@ def parse_args() -> argparse.Namespace:
         "--draw-size",
         type=int,
         help="synth: draw at this size, train at --size (64 px drawings seen at 128 px by the "
-        "ImageNet backbone) [64]",
+        "ImageNet backbone) [64, whatever --size is]",
     )
     ap.add_argument(
         "--epochs", type=int, help="[synth: 4; clothing-dataset: 4; clothing-attributes: 5]"
