@@ -219,7 +219,7 @@ class Data:
 def prepare_synth(args: argparse.Namespace, console: Console) -> Data:
     """Train/val at imbalance R, a balanced test and an instance-distributed test, each drawn
     with its own seed; reused while the folder (named by the settings) has them."""
-    r, size = args.imbalance, args.draw_size or args.size
+    r, size = args.imbalance, args.draw_size
     folder = (
         args.out
         / "data"

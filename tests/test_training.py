@@ -170,7 +170,7 @@ def test_run_folder_has_logs_metrics_and_export(learned):
 
 
 def test_per_task_losses_are_logged_only_on_the_steps_the_loggers_write(tmp_path, monkeypatch):
-    # Lightning's per-value cost capped GPU speed; a test on the wrong steps would leave the
+    # each value costs Lightning ~0.6 ms a step; a test on the wrong steps would leave the
     # written rows without them
     calls: list[str] = []
     real_log = MultiTaskModule.log
