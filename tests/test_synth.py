@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.path import Path as MplPath
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
@@ -34,7 +35,15 @@ from attire.data.synth.labels import (
     zipf_weights,
 )
 from attire.data.synth.preview import sample_shown
-from attire.data.synth.scene import MIN_DOT, SUPERSAMPLE, Raster, plan, shapes
+from attire.data.synth.scene import (
+    MIN_DOT,
+    PLACED_PRINTS,
+    SUPERSAMPLE,
+    Raster,
+    _chest_box,
+    plan,
+    shapes,
+)
 from attire.data.synth.surface import pattern_ink
 from attire.taxonomy import load_taxonomy
 
@@ -390,6 +399,34 @@ def test_the_frame_hides_exactly_the_invisible_attributes():
             reach_x, reach_y = g.sleeve_reach(d)
             assert reach_y < bottom and reach_x < v.h / 2 + abs(v.xc) + 0.05
             assert d.sleeve == labels["sleeve_length"] and not d.arms_hidden
+
+
+def test_a_placed_print_keeps_the_chest_clear_of_the_secondary_pattern_panel():
+    """A graphic or slogan print sits where no panel of the second pattern goes (printed over a
+    patterned yoke it was illegible at 64 px), and any such panel stays under half the body."""
+    model = label_model(1.0, balanced=True)
+    rng = np.random.default_rng(3)
+    checked = 0
+    for i in range(1500):
+        labels = model.sample(rng)
+        if labels["secondary_pattern"] == "none" or labels["main_pattern"] == "colour_block":
+            continue
+        p = plan(labels, np.random.default_rng(i))
+        figure, _ = shapes(p, np.random.default_rng(i), p.view.h / SIZE)
+        panels = [MplPath(s.pts) for s in figure if s.layer == "panel" and s.value == g.PANEL]
+        x0, y0, x1, y1 = _chest_box(p)
+        top, bottom = max(p.visible.top, g.NECK_BASE), min(p.visible.bottom, p.design.hem_y)
+        xs, ys = np.meshgrid(np.linspace(-0.6, 0.6, 13), np.linspace(top, bottom, 25))
+        body = np.c_[xs.ravel(), ys.ravel()]
+        covered = np.zeros(len(body), bool)
+        for path in panels:
+            covered |= path.contains_points(body)
+        assert covered.mean() < 0.5, (i, labels["main_pattern"], covered.mean())
+        if labels["main_pattern"] in PLACED_PRINTS:
+            centre = ((x0 + x1) / 2, (y0 + y1) / 2)
+            assert not any(path.contains_point(centre) for path in panels), (i, labels)
+            checked += 1
+    assert checked > 50
 
 
 def test_sleeve_length_moves_the_sleeve_end_along_the_arm():

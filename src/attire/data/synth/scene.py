@@ -36,6 +36,7 @@ from attire.data.synth.surface import (
 SUPERSAMPLE = 2
 MIN_DOT = 2.6  # output pixels: the smallest button, rivet or eyelet still reads as a dot
 _MIN_R = MIN_DOT * SUPERSAMPLE / 2  # in canvas pixels
+PLACED_PRINTS = ("graphic_print", "letter_print")  # main patterns printed on the chest
 _CUFF_CATEGORIES = ("shirt", "sweater", "hoodie", "cardigan", "jacket", "coat", "polo")
 _MANNEQUIN_TONES = np.array(
     [
@@ -323,17 +324,23 @@ def _panels(p: Plan, trim_mode: bool, rng: np.random.Generator) -> list[g.Shape]
     if lab["secondary_pattern"] != "none":  # besides the sleeves, always a panel of the body
         # deep enough for two periods of the largest motifs (plaid, flowers) at 64 px
         depth = min(max(0.42 * span, 0.9), 0.48 * span, 2.2)
-        if vis.top < body_top + 0.05 and d.category != "camisole":  # a yoke
+        # a placed print keeps the middle of its chest box clear (printed over a patterned yoke
+        # it was illegible at 64 px): no yoke, and a hem band only well below that middle
+        placed = lab["main_pattern"] in PLACED_PRINTS
+        if vis.top < body_top + 0.05 and d.category != "camisole" and not placed:  # a yoke
             y = y_top + depth
             return [_panel([[-wide, 0], [wide, 0], [wide, y], [-wide, y]], g.PANEL)]
-        if vis.hem_in_view:  # a deep band above the hem
-            y = y_bot - depth
+        y = y_bot - depth
+        px0, py0, _, py1 = _chest_box(p)
+        clear = y > (py0 + py1) / 2 + 0.3
+        if (vis.hem_in_view and not placed) or (placed and clear):  # a deep band at the bottom
             return [_panel([[-wide, y], [wide, y], [wide, 9], [-wide, 9]], g.PANEL)]
-        hw = float(g.half_width(d, y_top))
-        return [
-            _panel([[hw * 0.45, 0], [wide, 0], [wide, 9], [hw * 0.45, 9]], g.PANEL),
-            _panel([[-hw * 0.45, 0], [-wide, 0], [-wide, 9], [-hw * 0.45, 9]], g.PANEL),
-        ]
+        # side panels, the outer 55% of the width; 36% beside a placed print
+        inner = float(g.half_width(d, y_top)) * (0.64 if placed else 0.45)
+        left = _panel([[-inner, 0], [-wide, 0], [-wide, 9], [-inner, 9]], g.PANEL)
+        if placed and px0 > 0:  # a print on the right front (open fronts): the left side only
+            return [left]
+        return [left, _panel([[inner, 0], [wide, 0], [wide, 9], [inner, 9]], g.PANEL)]
     if trim_mode and not (vis.hem_in_view or vis.sleeves or vis.top < 1.6):
         hw = float(g.half_width(d, y_top))
         return [
@@ -683,12 +690,9 @@ def _garment(
     elif lab["main_pattern"] != "colour_block":
         main_lut[g.SLEEVE] = True
     ppu = raster.s / SUPERSAMPLE  # output pixels per unit: surface features scale with it
-    all_over = rng.random() < 0.4  # a letter print: lines of letters rather than a slogan
-    if lab["main_pattern"] == "graphic_print" or (
-        lab["main_pattern"] == "letter_print" and not all_over
-    ):
+    if lab["main_pattern"] in PLACED_PRINTS:
         main_lut[g.PANEL] = True  # a placed print goes over a yoke or band, never under it
-    main_ink = pattern_ink(lab["main_pattern"], u, v, ppu, rng, _chest_box(p), all_over)
+    main_ink = pattern_ink(lab["main_pattern"], u, v, ppu, rng, _chest_box(p))
     cover = None if main_ink is None else np.where(main_lut[region], main_ink, F32(0))
     if lab["secondary_pattern"] != "none":  # same ink colour, on other regions
         sink = secondary_ink(lab["secondary_pattern"], u, v, ppu, rng)
@@ -752,8 +756,9 @@ def _chest_box(p: Plan) -> tuple[float, float, float, float]:
     """Where a placed print goes: centred on the visible chest, as wide as the front allows."""
     d, vis = p.design, p.visible
     y = min(max(2.3, vis.top + 0.6), max(vis.bottom, d.hem_y) - 0.6)
-    if d.placket in ("open_front", "wrap", "double_breasted"):  # beside the closure
-        w = max(min(0.5, float(g.half_width(d, y)) - 0.1) - 0.12, 0.3)
-        return (0.12, y - w / 2, 0.12 + w, y + w / 2)
+    if d.placket in ("open_front", "wrap", "double_breasted"):  # on one front, beside the closure
+        # as wide as that front (>= 4 px at 64 px): a smaller print reads as a plain garment
+        w = min(max(float(g.half_width(d, y)) - 0.42, 0.42), 0.8)
+        return (0.34, y - w / 2, 0.34 + w, y + w / 2)
     w = min(0.85, float(g.half_width(d, y)) * 0.85)
     return (-w, y - w, w, y + w)
