@@ -126,7 +126,7 @@ def test_feature_info_and_features_only(name: str) -> None:
     exp = 4 if name == "drn_d_tiny" else 1
     assert [f["reduction"] for f in model.feature_info] == [1, 2, 4, 8, 8, 8, 8, 8]
     assert [f["num_chs"] for f in model.feature_info] == [
-        4,
+        8,
         8,
         *(c * exp for c in (8, 16, 16, 16)),
         16,
