@@ -177,7 +177,8 @@ def plan_view(
             hi = min(hi, e[1] - 0.45)
         lo = max(lo, y0 + 2 * need_x)
         if show_hem:  # enough leg below the hem to judge its height, and the hips (a crop top
-            # is told from a hip-length top; a deeper floor left crop tops a third of the pixels)
+            # is told from a hip-length top against them); a lower floor than 4.3 also gives crop
+            # tops, under half the garment pixels of the average top, a little more room
             lo = max(lo, d.hem_y + rng.uniform(0.6, 0.9), g.HIP_Y + 0.2)
         else:
             d.hem_y = max(lo + rng.uniform(0.5, 1.4), 3.9)
