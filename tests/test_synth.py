@@ -664,7 +664,7 @@ def test_one_colour_patterns_stand_out_from_a_texture_relief():
 
 
 def test_all_over_letters_are_tall_enough_to_read_at_64_px():
-    """Lines of letters at least ~8 px tall where the garment is small in the frame (at 6 px they
+    """Lines of letters at least 7 px tall where the garment is small in the frame (at 5 px they
     read as floral or polka dots on sleeves and panels)."""
     from attire.data.synth.surface import _all_over_letters
 

@@ -346,10 +346,10 @@ def _secondary_panel(
     """Recolour body pixels of `region` (in place) into the panel that, with the lower sleeves,
     carries the secondary pattern: sleeves and panel together `share` of the visible patterned
     pixels (body, hood, sleeves), the sleeves at most `SLEEVE_SHARE` of that, the panel at most
-    60% of the body. Sized in pixels, not units, because
-    the frame decides what shows: on r8's test images a share over 50% (a third of them) left
-    main pattern accuracy at 0.37-0.54, against 0.80 at 30-40%; without the sleeves (r10) the
-    secondary pattern lost more than the main one gained. A yoke when the neckline is in view,
+    60% of the body. Sized in pixels, not units, because the frame decides what shows: on r8's
+    test images a share over 50% (a third of them) left main pattern accuracy at 0.37-0.54,
+    against 0.80 at 30-40%; without the sleeves (r10) the secondary pattern lost more than the
+    main one gained. A yoke when the neckline is in view,
     else a hem band, else side panels; a placed print keeps the middle of its chest box clear
     (printed over a pattern it was illegible)."""
     d, vis = p.design, p.visible
@@ -755,7 +755,7 @@ def _garment(
         flat = cover > 0.5
         tm = np.where(flat, F32(1), tm)
         ta = np.where(flat, F32(0), ta)
-        fm = np.where(flat, F32(1) + F32(0.4) * (fm - F32(1)), fm)  # and hide most yarn grain
+        fm = np.where(flat, F32(1) + F32(0.4) * (fm - F32(1)), fm)  # grain and folds at 40%
         # and the pigment makes sheer chiffon nearly opaque: at half opacity its prints were
         # the least legible of all fabrics (main pattern 0.68, secondary colour 0.58 on r12's test)
         falpha = np.where(flat, np.maximum(falpha, F32(0.85)), falpha)

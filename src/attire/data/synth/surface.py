@@ -355,8 +355,8 @@ def secondary_ink(kind: str, u, v, ppu: float, rng: np.random.Generator) -> np.n
 
 def _all_over_letters(u, v, ppu: float) -> np.ndarray:
     tile = _text_tile()
-    # one tile row of text is half the tile: letters ~9 px tall at the floor (at 6 px, r12's
-    # floor, they read as floral or polka dots as often as letters on sleeves and panels)
+    # one tile row of text is half the tile: lines of letters 7 px tall at the floor (at 5 px,
+    # r12's floor, they read as floral or polka dots as often as letters on sleeves and panels)
     p = _period(0.62, ppu, 20)
     return _lookup(tile, v / p * tile.shape[0] / 2, u / p * tile.shape[0] / 2)
 
