@@ -64,6 +64,26 @@ def test_tiny_backbone_trains() -> None:
     assert all(p.grad is not None for p in model.parameters())
 
 
+def test_catavgmax_pool_is_average_and_max_side_by_side() -> None:
+    torch.manual_seed(0)
+    model, info = create_backbone("drn_c_tiny", global_pool="catavgmax")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        fmap = model.eval().forward_features(x)
+        out = model(x)
+    assert info.num_features == 32 == out.shape[1]
+    torch.testing.assert_close(out, torch.cat([fmap.mean((2, 3)), fmap.amax((2, 3))], 1))
+    _, lite = create_backbone("tf_efficientnet_lite0", global_pool="catavgmax", device="meta")
+    assert lite.num_features == 2560
+
+
+def test_num_features_is_the_pooled_output_width_after_a_head_conv() -> None:
+    """MobileNetV3 puts a 1x1 conv after the pool: heads must be built on its width."""
+    model, info = create_backbone("mobilenetv3_small_050")
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, info.num_features) == (1, 1024)
+
+
 def test_info_carries_the_weights_preprocessing() -> None:
     _, drn = create_backbone("drn_d_54", device="meta")
     assert drn == BackboneInfo(

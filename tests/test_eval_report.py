@@ -25,6 +25,7 @@ from attire.inference.predictor import Predictor
 from attire.models.checkpoint import (
     CheckpointMeta,
     Preprocessing,
+    load_checkpoint,
     read_meta,
     save_checkpoint,
 )
@@ -238,3 +239,21 @@ def test_cli_writes_metrics_page_and_saves_thresholds(tiny, tmp_path):
     applied = {t: th["threshold"] for t, th in metrics["thresholds"].items()}
     assert applied == pytest.approx(meta.thresholds)
     assert {th["source"] for th in metrics["thresholds"].values()} == {"checkpoint"}
+
+
+def test_cli_tta_is_recorded_and_never_fits_saved_thresholds(tiny, tmp_path):
+    ckpt, manifest_path = tiny
+    args = ["eval", "--data", str(manifest_path), "--tta"]
+    refused = CliRunner().invoke(app, [args[0], str(ckpt), *args[1:]])
+    assert refused.exit_code == 2 and "not trained on mirrored ones" in refused.output
+    model, _ = load_checkpoint(ckpt)
+    meta, _ = read_meta(ckpt)
+    meta.preprocessing.hflip = True
+    mirrored = save_checkpoint(tmp_path / "model", model, meta)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, [args[0], str(mirrored), *args[1:], "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "metrics.json").read_text())["settings"]["tta"] is True
+    assert "averaged with its mirror image" in (out / "index.html").read_text()
+    both = CliRunner().invoke(app, [args[0], str(mirrored), *args[1:], "--save-thresholds"])
+    assert both.exit_code == 2 and "drop --tta or --save-thresholds" in both.output

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
 from attire.cli.main import app
 from attire.cli.predict import CSV_COLUMNS
 from attire.data.manifest import Manifest
+from attire.errors import AttireError
 from attire.inference.predictor import Predictor
 from attire.taxonomy import Taxonomy
 from attire.training.config import TrainConfig
@@ -129,3 +130,37 @@ def test_a_folder_that_is_not_a_checkpoint_is_named(exported, tmp_path):
     res = _invoke(str(tmp_path), str(exported["images"][0]))
     assert res.exit_code == 2
     assert "not an attire checkpoint folder (missing weights.safetensors)" in res.stderr
+
+
+def test_tta_averages_each_image_with_its_mirror_image(exported, tmp_path):
+    plain = Predictor(exported["model"])
+    assert plain.meta.preprocessing.hflip  # the toy tasks are symmetric: trained with flips
+    mirrors = []
+    for p in exported["images"]:
+        mirrors.append(tmp_path / p.name)
+        ImageOps.mirror(Image.open(p).convert("RGB")).save(mirrors[-1])
+    ahead, _ = plain.predict_paths(exported["images"])
+    behind, _ = plain.predict_paths(mirrors)
+    tta, _ = Predictor(exported["model"], tta=True).predict_paths(exported["images"])
+    for a, b, t in zip(ahead, behind, tta, strict=True):
+        for task in TASKS:
+            np.testing.assert_allclose(
+                t.probs[task], (a.probs[task] + b.probs[task]) / 2, atol=1e-5
+            )
+            assert not np.allclose(t.probs[task], a.probs[task], atol=1e-7)
+    res = _invoke(str(exported["model"]), *map(str, exported["images"]), "--tta", "-k", "1")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["tasks"]["colour"][0]["prob"] == pytest.approx(
+        float(tta[0].probs["colour"].max()), abs=1e-4
+    )
+
+
+def test_tta_is_refused_for_a_model_not_trained_on_mirror_images(exported, tmp_path):
+    model = Path(shutil.copytree(exported["model"], tmp_path / "model"))
+    meta = json.loads((model / "attire.json").read_text())
+    meta["preprocessing"].pop("hflip")  # as written before attire recorded it
+    (model / "attire.json").write_text(json.dumps(meta))
+    with pytest.raises(AttireError, match="not trained on mirrored ones"):
+        Predictor(model, tta=True)
+    res = _invoke(str(model), str(exported["images"][0]), "--tta")
+    assert res.exit_code == 2 and "predict without tta" in res.stderr

@@ -285,6 +285,16 @@ def test_precision_auto_is_bf16_where_native_else_32(monkeypatch, small_data, tm
     assert resolve_precision(cfg.model_copy(update={"precision": "bf16-mixed"})) == "bf16-mixed"
 
 
+def test_catavgmax_heads_are_built_on_twice_the_features():
+    tax = Taxonomy.from_dict(TOY_TAXONOMY)
+    model = MultiTaskModel(tax, ModelConfig(backbone="drn_c_tiny", global_pool="catavgmax"))
+    with torch.no_grad():
+        out = model.eval()(torch.randn(2, 3, 64, 64))
+    assert out["embedding"].shape == (2, 32)
+    assert {h.fc.in_features for h in model.heads.values()} == {32}
+    assert all(out[t.name].shape == (2, t.num_classes) for t in tax.tasks)
+
+
 def test_channels_last_and_param_groups():
     tax = Taxonomy.from_dict(TOY_TAXONOMY)
     model = MultiTaskModel(tax, ModelConfig(backbone="drn_c_tiny"))
@@ -422,6 +432,7 @@ def _valid(tmp_path: Path) -> dict:
         ({"batch_size": 0}, "batch_size", "greater than or equal to 1"),
         ({"precision": "fp8"}, "precision", "Input should be"),
         ({"model": {"backbone": "resnet_99"}}, "model.backbone", "unknown backbone 'resnet_99'"),
+        ({"model": {"global_pool": "gem"}}, "model.global_pool", "Input should be 'avg'"),
         (
             {"early_stopping": {}, "data": {"manifest": "m", "val_split": None}},
             "early_stopping",

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from attire.cli.apps import app
 from attire.cli.common import console, user_errors
+from attire.errors import AttireError
 from attire.evaluation.evaluate import EvalResult, evaluate_checkpoint, has_split
 from attire.evaluation.metrics import SUMMARY_KEYS
 from attire.evaluation.report import fmt, pct, write_report
@@ -55,6 +56,9 @@ def eval_command(
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     workers: int = typer.Option(0, "--workers", min=0, help="image decoding processes"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    tta: bool = typer.Option(
+        False, "--tta", help="average each image's scores with its mirror image's (2x the cost)"
+    ),
 ) -> None:
     """Score a checkpoint on a split: accuracy, balanced accuracy, macro-F1, many/medium/few-shot
     recall (groups from the train split), top-k, calibration, FashionAI AP and mAP, written to
@@ -64,6 +68,11 @@ def eval_command(
     The page shows the precision and coverage each threshold gives on --split.
     --save-thresholds writes them into the checkpoint, for a service to flag uncertain answers.
     """
+    if tta and save:
+        raise AttireError(
+            "--tta with --save-thresholds: thresholds fitted on mirrored-and-averaged scores "
+            "would not fit the plain scores a service computes; drop --tta or --save-thresholds"
+        )
     if thresholds_split is None and (save or has_split(data, "val")):
         thresholds_split = "val"
     out = out if out is not None else checkpoint.resolve().parent / f"eval-{split}"
@@ -81,6 +90,7 @@ def eval_command(
         many=many,
         few=few,
         progress=True,
+        tta=tta,
     )
     page = write_report(result, out)
     for s in result.skipped[:20]:

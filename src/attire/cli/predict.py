@@ -31,6 +31,9 @@ def predict(
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     out: Path | None = typer.Option(None, "--out", help="write here instead of stdout"),
+    tta: bool = typer.Option(
+        False, "--tta", help="average each image's scores with its mirror image's (2x the cost)"
+    ),
 ) -> None:
     """Tag images: for every task the top-k classes and their probabilities.
 
@@ -40,7 +43,7 @@ def predict(
     """
     from attire.inference.predictor import Predictor
 
-    predictor = Predictor(checkpoint, device=device)
+    predictor = Predictor(checkpoint, device=device, tta=tta)
     preds, failed = predictor.predict_paths(images, batch_size=batch_size)
     for path, reason in failed:
         console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False, soft_wrap=True)

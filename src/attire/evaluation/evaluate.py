@@ -197,8 +197,10 @@ def evaluate_checkpoint(
     many: int = 100,
     few: int = 20,
     progress: bool | None = None,
+    tta: bool = False,
 ) -> EvalResult:
-    """Score every labelled row of ``split`` with the checkpoint.
+    """Score every labelled row of ``split`` with the checkpoint (``tta``: averaged with the
+    mirror image, `Predictor`).
 
     ``train_counts_from``: the split whose class counts define the shot groups (None: no
     groups). ``thresholds_split``: fit per-task thresholds reaching ``target_precision`` on that
@@ -208,7 +210,7 @@ def evaluate_checkpoint(
     """
     if thresholds_split is not None:
         check_target(target_precision)
-    predictor = Predictor(ckpt_dir, device=device)
+    predictor = Predictor(ckpt_dir, device=device, tta=tta)
     taxonomy = predictor.taxonomy
     manifest, problems, notes = read_for_checkpoint(manifest_path, taxonomy, clean_labels)
     counts = None
@@ -261,6 +263,7 @@ def evaluate_checkpoint(
             "thresholds_split": thresholds_split,
             "target_precision": target_precision if thresholds_split is not None else None,
             "clean_labels": clean_labels,
+            "tta": tta,
         },
     )
 

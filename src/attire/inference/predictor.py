@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from attire.data.cache import load_image, resize_square, to_rgb
 from attire.data.dataset import Transform
 from attire.data.transforms import AugmentPolicy, build_transforms
+from attire.errors import AttireError
 from attire.losses import adjust_logits
 from attire.models.checkpoint import load_checkpoint
 from attire.models.multitask import EMBEDDING
@@ -82,8 +83,15 @@ class Predictor:
     applied to that task's logits before the softmax (`attire.losses.adjust_logits`).
     """
 
-    def __init__(self, ckpt_dir: str | Path, device: str = "cpu"):
+    def __init__(self, ckpt_dir: str | Path, device: str = "cpu", tta: bool = False):
         self.model, self.meta = load_checkpoint(ckpt_dir)
+        if tta and not self.meta.preprocessing.hflip:
+            raise AttireError(
+                f"{ckpt_dir}: test-time augmentation mirrors images, but this model was not "
+                "trained on mirrored ones (a task is left/right asymmetric, or the checkpoint "
+                "predates attire recording it): predict without tta"
+            )
+        self.tta = tta
         self.device = resolve_device(device)
         self.model.to(self.device)
         self.taxonomy = self.model.taxonomy
@@ -100,16 +108,26 @@ class Predictor:
 
     @torch.inference_mode()
     def scores(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
-        """Normalised batch [B,3,H,W] -> task -> [B, C] probabilities."""
-        out = self.model(batch.to(self.device))
+        """Normalised batch [B,3,H,W] -> task -> [B, C] probabilities; with tta, the mean of the
+        image's and its mirror image's (measured on 64 px generated tops: +0.005 mean accuracy,
+        no task worse, for twice the inference cost)."""
+        batch = batch.to(self.device)
+        probs = self._probs(self.model(batch))
+        if self.tta:
+            mirrored = self._probs(self.model(torch.flip(batch, dims=[3])))
+            probs = {t: (p + mirrored[t]) / 2 for t, p in probs.items()}
+        return {t: p.cpu().numpy() for t, p in probs.items()}
+
+    def _probs(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         probs = {}
         for task in self.taxonomy.tasks:
             logits = out[task.name].float()
             adjust = self.logit_adjustment.get(task.name)
             if adjust is not None:
                 logits = adjust_logits(logits, adjust["class_counts"], adjust["tau"])
-            p = torch.sigmoid(logits) if task.multilabel else torch.softmax(logits, dim=1)
-            probs[task.name] = p.cpu().numpy()
+            probs[task.name] = (
+                torch.sigmoid(logits) if task.multilabel else torch.softmax(logits, dim=1)
+            )
         return probs
 
     @torch.inference_mode()

@@ -21,9 +21,10 @@ from attire.errors import AttireError
 from attire.models import drn, lowres  # noqa: F401
 from attire.models.pretrained import create_from_hub, load_package_weights, load_weights_file
 
-__all__ = ["BackboneInfo", "WeightsSource", "create_backbone", "list_backbones"]
+__all__ = ["BackboneInfo", "GlobalPool", "WeightsSource", "create_backbone", "list_backbones"]
 
 WeightsSource = Literal["random", "package", "hub", "file"]
+GlobalPool = Literal["avg", "max", "avgmax", "catavgmax"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def create_backbone(
     *,
     pretrained: str | os.PathLike[str] | None = None,
     drop_path_rate: float = 0.0,
+    global_pool: GlobalPool = "avg",
     **kwargs: Any,
 ) -> tuple[nn.Module, BackboneInfo]:
     """A timm model without classifier (``num_classes=0``) that maps images to pooled features.
@@ -93,6 +95,8 @@ def create_backbone(
     timm_kwargs = {**kwargs, "num_classes": 0}
     if drop_path_rate:
         timm_kwargs["drop_path_rate"] = drop_path_rate
+    if global_pool != "avg":  # timm's default; some families (ViTs) name their pools otherwise
+        timm_kwargs["global_pool"] = global_pool
     source: WeightsSource
     try:
         if pretrained is None:
@@ -108,8 +112,9 @@ def create_backbone(
             model = timm.create_model(name, pretrained=False, **timm_kwargs)
             source, where = "file", load_weights_file(model, pretrained)
     except TypeError as e:
-        if "drop_path_rate" in str(e):
-            raise AttireError(f"backbone {name!r} does not support drop_path_rate") from None
+        for arg in ("drop_path_rate", "global_pool"):
+            if arg in str(e):
+                raise AttireError(f"backbone {name!r} does not support {arg}") from None
         raise
     return model, _info(name, model, source, where)
 
@@ -118,7 +123,9 @@ def _info(name: str, model: nn.Module, source: WeightsSource, where: str | None)
     data = resolve_model_data_config(model)
     return BackboneInfo(
         name=name,
-        num_features=int(model.num_features),
+        # what the pooled output measures: 2x num_features with catavgmax, a head conv's width
+        # after the pool in MobileNetV3-style models
+        num_features=int(getattr(model, "head_hidden_size", model.num_features)),
         mean=tuple(float(v) for v in data["mean"]),
         std=tuple(float(v) for v in data["std"]),
         input_size=tuple(int(v) for v in data["input_size"]),

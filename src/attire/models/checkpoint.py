@@ -43,6 +43,10 @@ class Preprocessing:
     std: tuple[float, float, float]
     resize_mode: str = "pad"
     eval_crop: float = 1.0
+    # trained on mirrored images too (no task is left/right asymmetric): mirroring at test time
+    # (Predictor's tta) asks the same question twice; False in checkpoints from before attire
+    # recorded it
+    hflip: bool = False
 
 
 @dataclass

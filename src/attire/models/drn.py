@@ -214,7 +214,7 @@ class DRN(nn.Module):
             {"num_chs": c, "reduction": r, "module": f"layer{i + 1}"}
             for i, (c, r) in enumerate(zip(widths, reductions, strict=True))
         ]
-        self.num_features = self.head_hidden_size = channels[7]
+        self.num_features = channels[7]
         self.global_pool, self.head_drop, self.fc = create_classifier(
             self.num_features,
             num_classes,
@@ -223,6 +223,7 @@ class DRN(nn.Module):
             drop_rate=drop_rate,
             **dd,
         )
+        self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         self.flatten = nn.Flatten(1) if global_pool else nn.Identity()
         self._init_weights(zero_init_last)
 
@@ -330,6 +331,7 @@ class DRN(nn.Module):
         self.global_pool, self.fc = create_classifier(
             self.num_features, num_classes, pool_type=global_pool, use_conv=True, **dd
         )
+        self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         self.flatten = nn.Flatten(1) if global_pool else nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from attire.models.backbone import create_backbone
+from attire.models.backbone import GlobalPool, create_backbone
 from attire.models.heads import HeadConfig, TaskHead
 from attire.taxonomy import Taxonomy
 
@@ -24,6 +24,11 @@ class ModelConfig(BaseModel):
         "or a weights file",
     )
     drop_path_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
+    global_pool: GlobalPool = Field(
+        default="avg",
+        description="pooling of the last feature map: avg, max, avgmax, or catavgmax (average "
+        "and max side by side: how much of the image shows a feature and whether it shows at all)",
+    )
     head: HeadConfig = Field(default_factory=HeadConfig)
     task_heads: dict[str, HeadConfig] = Field(
         default_factory=dict, description="per-task overrides of `head`"
@@ -45,6 +50,7 @@ class MultiTaskModel(nn.Module):
             cfg.backbone,
             pretrained=cfg.pretrained if load_pretrained else None,
             drop_path_rate=cfg.drop_path_rate,
+            global_pool=cfg.global_pool,
         )
         dim = self.backbone_info.num_features
         self.heads = nn.ModuleDict(

@@ -304,6 +304,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False) -> FitResult:
                 std=tuple(info.std),
                 resize_mode=cfg.data.resize_mode,
                 eval_crop=cfg.augment.eval_crop,
+                hflip=cfg.augment.use_hflip(model.taxonomy),
             ),
             metrics=metrics,
             extra={
