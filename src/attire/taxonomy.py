@@ -214,7 +214,12 @@ class Taxonomy(BaseModel):
         return cls.from_dict(data, str(path))
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), allow_unicode=True, sort_keys=False, width=100)
+        # libyaml's emitter where PyYAML has it: the same text in a quarter of the time (every
+        # catalogue and run writes one)
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        return yaml.dump(
+            self.to_dict(), Dumper=dumper, allow_unicode=True, sort_keys=False, width=100
+        )
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json", exclude_defaults=True)

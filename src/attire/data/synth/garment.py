@@ -9,6 +9,7 @@ rasterises them and `surface` colours the regions.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from collections.abc import Callable
@@ -159,9 +160,17 @@ def arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: int
 
 def quad(p0, p1, p2, n: int = 10) -> np.ndarray:
     """Quadratic Bezier curve through p0 and p2 pulled towards p1."""
-    t = np.linspace(0, 1, n)[:, None]
+    a, b, c = _bernstein(n)
     p0, p1, p2 = (np.asarray(p, float) for p in (p0, p1, p2))
-    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
+    return a * p0 + b * p1 + c * p2
+
+
+@lru_cache(maxsize=32)
+def _bernstein(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three weights of a quadratic Bezier curve at n even steps, as columns (built once:
+    outlines ask for the same few n thousands of times)."""
+    t = np.linspace(0, 1, n)[:, None]
+    return (1 - t) ** 2, 2 * (1 - t) * t, t**2
 
 
 def mirror(pts: np.ndarray) -> np.ndarray:
@@ -292,17 +301,37 @@ def mannequin(angle: float, arms: bool) -> tuple[Shape, ...]:
 # -- the garment --------------------------------------------------------------------------------
 
 
-def half_width(d: Design, y: float | np.ndarray) -> np.ndarray:
-    """Half-width of the garment body at height y."""
+def half_width(d: Design, y: float | np.ndarray) -> np.ndarray | float:
+    """Half-width of the garment body at height y (a float for one height: drawing a garment
+    asks a dozen times, and numpy's overhead on one number is ten times the arithmetic)."""
     f = FITS[d.fit]
     ys = [f.armpit_y, WAIST_Y, HIP_Y, 9.0]
     xs = [f.bust, f.waist, f.hip, f.hip + f.flare * (9.0 - HIP_Y)]
+    if isinstance(y, float | int):
+        w = _interp(float(y), ys, xs)
+        if d.category == "blouse":
+            w += 0.14 * max(y - 2.3, 0.0)
+        if d.category == "coat":
+            w += 0.05 * max(y - HIP_Y, 0.0)
+        return w
     w = np.interp(y, ys, xs)
     if d.category == "blouse":  # A-line
         w = w + 0.14 * np.clip(np.asarray(y) - 2.3, 0, None)
     if d.category == "coat":
         w = w + 0.05 * np.clip(np.asarray(y) - HIP_Y, 0, None)
     return w
+
+
+def _interp(x: float, xp: list[float], fp: list[float]) -> float:
+    """np.interp of one number, in the same arithmetic (so the same result to the bit)."""
+    if x <= xp[0]:
+        return fp[0]
+    if x >= xp[-1]:
+        return fp[-1]
+    j = bisect.bisect_right(xp, x) - 1
+    if x == xp[j]:
+        return fp[j]
+    return (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]) * (x - xp[j]) + fp[j]
 
 
 def shoulder_point(d: Design) -> np.ndarray:

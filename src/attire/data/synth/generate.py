@@ -34,8 +34,9 @@ _console = Console(stderr=True)
 
 
 def image_rng(seed: int, index: int, stream: int) -> np.random.Generator:
-    """The generator of one image's labels, drawing or corruption."""
-    return np.random.default_rng([seed, index, stream])
+    """The generator of one image's labels, drawing or corruption (`default_rng([seed, index,
+    stream])`, built without its argument parsing: a third faster, three times per image)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, index, stream])))
 
 
 def clean_labels(index: int, seed: int, imbalance: float = 1.0, balanced: bool = False) -> Labels:
@@ -85,7 +86,9 @@ def generate_catalogue(
     records = []
     ext = image_format
     for i, clean in enumerate(labels):
-        observed = corrupt(clean, image_rng(seed, i, _STREAM_CORRUPT), taxonomy, missing, noise)
+        observed = clean
+        if missing > 0 or noise > 0:  # its own stream: skipping it changes no other draw
+            observed = corrupt(clean, image_rng(seed, i, _STREAM_CORRUPT), taxonomy, missing, noise)
         row: dict[str, object] = {
             "image_id": f"synth_{i:06d}",
             "path": f"{IMAGE_DIR}/{i:06d}.{ext}",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -382,8 +383,11 @@ class _Node:
     multilabel: bool
 
     @cached_property
-    def cumulative(self) -> np.ndarray:
-        return np.cumsum(self.table, axis=-1)
+    def cumulative(self) -> dict[tuple[int, ...], list[float]]:
+        """Cumulative class probabilities per parent key, as lists: `bisect` on a list draws a
+        class several times faster than numpy on a tiny array (sampling is per-image hot)."""
+        cum = np.cumsum(self.table, axis=-1)
+        return {key: cum[key].tolist() for key in np.ndindex(cum.shape[:-1])}
 
 
 class LabelModel:
@@ -498,6 +502,7 @@ class LabelModel:
         idx: dict[str, int] = {}
         out: Labels = {}
         draws = rng.random(len(ORDER) + _MAX_ELEMENTS)  # one call: sampling is per-image hot
+        uniform = draws.tolist()
         for k, task in enumerate(ORDER):
             node = self.nodes[task]
             key = tuple(idx[p] for p in node.parents)
@@ -517,7 +522,7 @@ class LabelModel:
                     return None
             else:
                 cum = node.cumulative[key]
-                j = min(int(np.searchsorted(cum, draws[k] * cum[-1], side="right")), len(cum) - 1)
+                j = min(bisect_right(cum, uniform[k] * cum[-1]), len(cum) - 1)
             idx[task] = j
             out[task] = node.classes[j]
         return out

@@ -86,7 +86,7 @@ def _drawn_collar(labels: dict, rng: np.random.Generator) -> str:
         return "square_neck"
     if labels["category"] == "hoodie":
         return "stand_collar"
-    return str(rng.choice(["round_neck", "stand_collar", "boat_neck"]))
+    return ("round_neck", "stand_collar", "boat_neck")[int(rng.integers(3))]
 
 
 def _collar_bottom(d: g.Design) -> float:
@@ -353,45 +353,59 @@ def _secondary_panel(
     else a hem band, else side panels; a placed print keeps the middle of its chest box clear
     (printed over a pattern it was illegible)."""
     d, vis = p.design, p.visible
-    rows, cols = np.nonzero(region == g.BODY)
-    if len(rows) == 0:
+    flat = region.ravel()  # a view: writes go to `region`
+    body = np.flatnonzero(flat == g.BODY)
+    if len(body) == 0:
         return
+    rows, cols = np.divmod(body, region.shape[1])
     u, v = raster.units(cols + F32(box[0] + 0.5), rows + F32(box[1] + 0.5))
-    patterned = int(np.isin(region, (g.BODY, g.HOOD, g.SLEEVE)).sum())
+    sleeve = np.flatnonzero(flat == g.SLEEVE)
+    patterned = len(body) + len(sleeve) + int(np.count_nonzero(flat == g.HOOD))
     budget = share * patterned
-    sleeves = _lower_sleeves(region, round(SLEEVE_SHARE * budget))
-    k = round(min(max(budget - sleeves, 0.0), 0.6 * len(rows)))
+    sleeves = _lower_sleeves(flat, sleeve, round(SLEEVE_SHARE * budget))
+    k = round(min(max(budget - sleeves, 0.0), 0.6 * len(body)))
     placed = p.labels["main_pattern"] in PLACED_PRINTS
     _, py0, _, py1 = _chest_box(p)
     clear_below = (py0 + py1) / 2 + 0.3  # a band under a placed print starts below this
-    order = None
+    pick = None
     if vis.top < _body_top(d) + 0.05 and d.category != "camisole" and not placed:
-        order = np.argsort(v, kind="stable")  # a yoke: the top rows
+        pick = _smallest(v, k)  # a yoke: the top rows
     elif vis.hem_in_view or placed:
-        band = np.argsort(-v, kind="stable")  # a band: the bottom rows
-        if not placed or (k > 0 and v[band[k - 1]] > clear_below):
-            order = band
-    if order is None:  # side panels (beside a placed print: its outer 36% only)
+        band = _smallest(-v, k)  # a band: the bottom rows
+        if not placed or (k > 0 and v[band].min() > clear_below):
+            pick = band
+    if pick is None:  # side panels (beside a placed print: its outer 36% only)
         y_top = max(vis.top, _body_top(d))
         inner = float(g.half_width(d, y_top)) * 0.64 if placed else 0.0
         side = np.abs(u)
-        order = np.argsort(-side, kind="stable")
-        k = min(k, int((side > inner).sum()))
-    pick = order[:k]
-    region[rows[pick], cols[pick]] = g.PANEL
+        pick = _smallest(-side, min(k, int(np.count_nonzero(side > inner))))
+    flat[body[pick]] = g.PANEL
 
 
-def _lower_sleeves(region: np.ndarray, most: int) -> int:
+def _smallest(key: np.ndarray, k: int) -> np.ndarray:
+    """A mask of the k smallest keys, ties going to the earlier ones: the first k of a stable
+    sort, found by selection (O(n)): sorting every body pixel cost more than the panel."""
+    if k <= 0:
+        return np.zeros(len(key), bool)
+    if k >= len(key):
+        return np.ones(len(key), bool)
+    t = np.partition(key, k - 1)[k - 1]
+    pick = key < t
+    ties = np.flatnonzero(key == t)[: k - int(np.count_nonzero(pick))]
+    pick[ties] = True
+    return pick
+
+
+def _lower_sleeves(flat: np.ndarray, sleeve: np.ndarray, most: int) -> int:
     """Keep the secondary pattern on at most `most` sleeve pixels, the lowest ones (cuff side):
     the upper sleeves above them take the main pattern (drawn as body). Long sleeves beside a
     small body held the whole secondary share on r11's test images, and the main pattern then
-    had 0.34 accuracy; thin sleeves also show a motif worse than a panel does. Returns the
+    had 0.34 accuracy; thin sleeves also show a motif worse than a panel does. `sleeve` indexes
+    the sleeve pixels of the flat region map in row order (the upper ones first). Returns the
     sleeve pixels left."""
-    rows, cols = np.nonzero(region == g.SLEEVE)
-    if len(rows) > most:
-        upper = np.argsort(rows, kind="stable")[: len(rows) - most]
-        region[rows[upper], cols[upper]] = g.BODY
-    return min(len(rows), most)
+    if len(sleeve) > most:
+        flat[sleeve[: len(sleeve) - most]] = g.BODY
+    return min(len(sleeve), most)
 
 
 def _panel(pts: list, value: int) -> g.Shape:
@@ -512,8 +526,7 @@ def background(
     tone = np.clip(v * (1 + s * tint), 0, 1).astype(F32)
     # smooth, so computed at the output size and repeated 2x2 (the final reduce undoes that)
     m = n // SUPERSAMPLE
-    idx = np.arange(m) * SUPERSAMPLE + SUPERSAMPLE // 2
-    ys = np.linspace(-0.5, 0.5, m, dtype=F32)
+    idx, ys = _backdrop_grid(m)
     vign = rng.uniform(0.0, 0.25)
     vert = (1 + rng.uniform(-0.12, 0.12) * ys) * (1 - vign * ys**2)
     prof = vert[:, None] * (1 - vign * ys[None, :] ** 2) * light.grid(idx, idx, n)
@@ -523,22 +536,35 @@ def background(
     # the shadow: the silhouette (a quarter of the canvas) blurred, shifted down and sideways
     k = _BG_STEP // SUPERSAMPLE
     sil = np.zeros((m, m), F32)
-    up = np.asarray(silhouette.filter(ImageFilter.BoxBlur(2)), F32).repeat(k, 0).repeat(k, 1)
+    up = np.asarray(silhouette.filter(ImageFilter.BoxBlur(2))).repeat(k, 0).repeat(k, 1)
     sil[: up.shape[0], : up.shape[1]] = up[:m, :m] * F32(1 / 255)  # odd sizes: pad the edge
     dx, dy = (int(v) for v in rng.integers(1, max(2, m // 20), 2))
-    dx *= int(rng.choice([-1, 1]))
+    dx *= (-1, 1)[int(rng.integers(2))]  # = rng.choice, which costs 7x more
     shifted = np.zeros_like(sil)
     shifted[dy:, max(dx, 0) : m + min(dx, 0)] = sil[: m - dy, max(-dx, 0) : m - max(dx, 0)]
     prof *= 1 - rng.uniform(0.15, 0.35) * shifted
-    # colour = brightness x tone, as grey levels times a solid tint (both done by Pillow in C)
+    # colour = brightness x tone, as grey levels times a solid tint, looked up as RGBX words
     top = float(tone.max()) or 1.0
     grey = np.clip(prof * F32(255 * top) + F32(0.5), 0, 255).astype(np.uint8)
-    tint = Image.new("RGB", (m, m), _rgb(tone / top))
-    rgb = ImageChops.multiply(Image.fromarray(grey, "L").convert("RGB"), tint)
+    rgb = Image.frombytes("RGB", (m, m), _tint_words(_rgb(tone / top)).take(grey), "raw", "RGBX")
     return rgb.resize((n, n), Image.NEAREST)
 
 
+def _tint_words(tint: tuple[int, int, int]) -> np.ndarray:
+    """Grey level -> RGBX word of that grey times `tint`, rounded as ImageChops.multiply does
+    (a table lookup is several times faster than multiplying two images)."""
+    words = np.zeros((256, 4), np.uint8)
+    words[:, :3] = np.arange(256)[:, None] * np.array(tint) // 255
+    return words.view(np.uint32).ravel()
+
+
 _BG_STEP = 4
+
+
+@lru_cache(maxsize=4)
+def _backdrop_grid(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Canvas rows of the backdrop's m samples, and their heights in -0.5..0.5."""
+    return np.arange(m) * SUPERSAMPLE + SUPERSAMPLE // 2, np.linspace(-0.5, 0.5, m, dtype=F32)
 
 
 # -- raster -----------------------------------------------------------------------------------
@@ -565,7 +591,8 @@ class Raster:
     def project(self, shapes: list[g.Shape]) -> list[np.ndarray]:
         """Every shape's points in canvas pixels (one matrix product for all of them)."""
         allpts = np.concatenate([sh.pts for sh in shapes]) @ self.m.T + self.t
-        return np.split(allpts, np.cumsum([len(sh.pts) for sh in shapes])[:-1])
+        ends = np.cumsum([len(sh.pts) for sh in shapes]).tolist()
+        return [allpts[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
     def draw(
         self,
@@ -595,11 +622,15 @@ class Raster:
                 # line of width w about w - 1 pixels thick)
                 w = max(1, round(max(s.width * self.s, SUPERSAMPLE + 1) * scale))
                 d.line(q.ravel().tolist(), fill=value, width=w, joint="curve")
-            else:  # at least MIN_DOT output pixels across
-                c = q.mean(0)
-                r = np.maximum(np.abs(s.pts[1] - s.pts[0]) * (self.s / 2), _MIN_R) * scale
-                box = [c[0] - r[0], c[1] - r[1], c[0] + r[0], c[1] + r[1]]
-                d.ellipse(box, fill=value, outline=outline, width=2)
+            else:  # at least MIN_DOT output pixels across (in Python floats: two points)
+                (x0, y0), (x1, y1) = q.tolist()
+                (u0, v0), (u1, v1) = s.pts.tolist()
+                cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+                rx = max(abs(u1 - u0) * (self.s / 2), _MIN_R) * scale
+                ry = max(abs(v1 - v0) * (self.s / 2), _MIN_R) * scale
+                d.ellipse(
+                    [cx - rx, cy - ry, cx + rx, cy + ry], fill=value, outline=outline, width=2
+                )
 
 
 # -- compositing ------------------------------------------------------------------------------
@@ -608,10 +639,12 @@ class Raster:
 def _edges(region: np.ndarray) -> np.ndarray:
     """Pixels whose right or lower neighbour belongs to another region (seams, outlines)."""
     e = np.zeros(region.shape, bool)
-    e[:, :-1] |= region[:, :-1] != region[:, 1:]
-    e[:-1, :] |= region[:-1, :] != region[1:, :]
-    e[:, 1:] |= region[:, 1:] != region[:, :-1]
-    e[1:, :] |= region[1:, :] != region[:-1, :]
+    across = region[:, :-1] != region[:, 1:]  # a change between columns marks both sides
+    e[:, :-1] |= across
+    e[:, 1:] |= across
+    down = region[:-1, :] != region[1:, :]
+    e[:-1, :] |= down
+    e[1:, :] |= down
     return e
 
 
@@ -632,14 +665,15 @@ def render(labels: dict, size: int = 128, rng: np.random.Generator | None = None
     raster = Raster(p.view, n)
     pts = raster.project(figure)
 
-    layers = {k: Image.new("L", (n, n), 0) for k in ("garment", "hole", "panel", "detail")}
+    used = {s.layer for s in figure}  # most garments have no holes, panels or seams
+    layers = {k: Image.new("L", (n, n), 0) for k in _GARMENT_LAYERS if k == "garment" or k in used}
     raster.draw(figure, pts, {k: ImageDraw.Draw(im) for k, im in layers.items()})
     # the shadow is blurred anyway: its silhouette is drawn at a quarter of the canvas size
     side = -(-n // _BG_STEP)  # the size Image.reduce gives
     small = Image.new("L", (side, side), 0)
     raster.draw(figure, pts, {"mannequin": ImageDraw.Draw(small)}, 255, scale=1 / _BG_STEP)
-    garment = np.asarray(layers["garment"].reduce(_BG_STEP)) > 0
-    small = Image.fromarray(np.maximum(np.asarray(small), garment * np.uint8(255)))
+    garment = layers["garment"].reduce(_BG_STEP).point(_ANY)  # any garment pixel -> 255
+    small = ImageChops.lighter(small, garment)
 
     light = Light.sample(rng)
     img = background(n, col, p, light, small, rng)
@@ -647,24 +681,29 @@ def render(labels: dict, size: int = 128, rng: np.random.Generator | None = None
     raster.draw(figure, pts, {"mannequin": ImageDraw.Draw(img)}, fill, edge)
     box = layers["garment"].getbbox()
     if box is not None:
-        region = np.asarray(layers["garment"].crop(box))
-        panel = np.asarray(layers["panel"].crop(box))  # recolours the body only
-        region = np.where((panel > 0) & (region == g.BODY), panel, region)
+        region = np.array(layers["garment"].crop(box))
+        if "panel" in layers:  # recolours the body only
+            panel = np.asarray(layers["panel"].crop(box))
+            np.copyto(region, panel, where=(panel > 0) & (region == g.BODY))
         if p.labels["secondary_pattern"] != "none":
             _secondary_panel(region, box, raster, p, rng.uniform(*SECONDARY_SHARE))
-        detail = np.asarray(layers["detail"].crop(box))  # seams: on any part of the garment
-        region = np.where((detail > 0) & (region > 0), detail, region)
-        hole = np.asarray(layers["hole"].crop(box))
+        if "detail" in layers:  # seams: on any part of the garment
+            detail = np.asarray(layers["detail"].crop(box))
+            np.copyto(region, detail, where=(detail > 0) & (region > 0))
+        hole = np.asarray(layers["hole"].crop(box)) if "hole" in layers else None
         rgba = _garment(region, hole, box, raster, p, col, light, rng)
         img.paste(rgba, box[:2], rgba)
     prop = _prop(p, rng)
     if prop:
-        fill = _rgb(sample_colour(str(rng.choice(_PROP_COLOURS)), rng) * light.level)
+        colour = _PROP_COLOURS[int(rng.integers(len(_PROP_COLOURS)))]
+        fill = _rgb(sample_colour(colour, rng) * light.level)
         edge = _rgb(np.array(fill, F32) / 255 * 0.7)
         raster.draw(prop, raster.project(prop), {"prop": ImageDraw.Draw(img)}, fill, edge)
     return img.reduce(SUPERSAMPLE)
 
 
+_GARMENT_LAYERS = ("garment", "hole", "panel", "detail")
+_ANY = [0] + [255] * 255
 _PROP_COLOURS = ("brown", "beige", "grey", "white", "green")
 
 
@@ -672,7 +711,7 @@ def _prop(p: Plan, rng: np.random.Generator) -> list[g.Shape]:
     """Now and then a studio prop (box, plant pot, stool) in a bottom corner, beside the figure
     where the frame leaves room (tall frames): it hides backdrop, never the garment or body."""
     v = p.view
-    side = float(rng.choice([-1.0, 1.0]))
+    side = (-1.0, 1.0)[int(rng.integers(2))]
     inner = side * (v.clear_x + 0.1)
     edge = v.xc + side * v.h / 2
     if rng.random() > 0.25 or side * (edge - inner) < 0.6:
@@ -704,7 +743,7 @@ def _rgb(c: np.ndarray) -> tuple[int, int, int]:
 
 def _garment(
     region2d: np.ndarray,
-    hole: np.ndarray,
+    hole: np.ndarray | None,
     box: tuple[int, int, int, int],
     raster: Raster,
     p: Plan,
@@ -713,7 +752,8 @@ def _garment(
     rng: np.random.Generator,
 ) -> Image.Image:
     """Colour, pattern, texture and fabric of the garment in its bounding box (left, top, right,
-    bottom), given its region and hole maps cropped to that box, as an RGBA image.
+    bottom), given its region and hole maps cropped to that box (no hole map: nothing is cut
+    out), as an RGBA image.
 
     Maps are computed on the garment's pixels only, colours as (3, k) planes: contiguous 1-D
     work that is several times faster than (k, 3) rows.
@@ -722,8 +762,11 @@ def _garment(
     h, w = region2d.shape
     inside = region2d.ravel() > 0
     region = region2d.ravel()[inside]
-    px, py = (a[r0 : r0 + h, c0 : c0 + w].ravel()[inside] for a in _pixel_grid(raster.n))
-    u, v = raster.units(px, py)
+    k = len(region)
+    # pixel-centre coordinates are separable: a row and a column combined by broadcasting
+    px = np.arange(c0, c0 + w, dtype=F32)[None, :] + F32(0.5)
+    py = np.arange(r0, r0 + h, dtype=F32)[:, None] + F32(0.5)
+    u, v = (a.ravel()[inside] for a in raster.units(px, py))
     lab = p.labels
     alb = np.take(col.lut.T, region, axis=1)
 
@@ -738,45 +781,55 @@ def _garment(
     ppu = raster.s / SUPERSAMPLE  # output pixels per unit: surface features scale with it
     if lab["main_pattern"] in PLACED_PRINTS:
         main_lut[g.PANEL] = True  # a placed print goes over a yoke or band, never under it
+    # the per-region switches as bits of one lookup (a lookup costs more than a bit test)
+    switch = (main_lut | sec_lut << 1 | _FABRIC_LUT << 2).astype(np.uint8)[region]
+    # ink is >= 0, so a mask multiplies it to zero where np.where would (and twice as fast)
     main_ink = pattern_ink(lab["main_pattern"], u, v, ppu, rng, _chest_box(p))
-    cover = None if main_ink is None else np.where(main_lut[region], main_ink, F32(0))
+    cover = None if main_ink is None else main_ink * (switch & 1).view(bool)
     if lab["secondary_pattern"] != "none":  # same ink colour, on other regions
-        sink = secondary_ink(lab["secondary_pattern"], u, v, ppu, rng)
-        sink = np.where(sec_lut[region], sink, F32(0))
+        sink = secondary_ink(lab["secondary_pattern"], u, v, ppu, rng) * (switch & 2 > 0)
         cover = sink if cover is None else np.maximum(cover, sink)
     if cover is not None:
         alb += cover * (col.ink[:, None] - alb)
 
-    fabric = _FABRIC_LUT[region]
+    fabric = switch & 4 > 0
     tm, ta, talpha = texture_maps(lab["texture"], u, v, ppu, rng, top=p.visible.top)
     rim = _rim(region2d > 0, raster.s).ravel()[inside] if lab["fabric"] == "velvet" else None
     fm, fa, falpha = fabric_maps(lab["fabric"], u, v, ppu, rng, rim)
     if cover is not None:  # prints sit flat on the relief: texture shows on the ground only
         flat = cover > 0.5
-        tm = np.where(flat, F32(1), tm)
-        ta = np.where(flat, F32(0), ta)
-        fm = np.where(flat, F32(1) + F32(0.4) * (fm - F32(1)), fm)  # grain and folds at 40%
+        tm = _put(tm, flat, F32(1), k)
+        ta = _put(ta, flat, F32(0), k)
+        fm = _put(fm, flat, F32(1) + F32(0.4) * (fm - F32(1)), k)  # grain and folds at 40%
         # and the pigment makes sheer chiffon nearly opaque: at half opacity its prints were
         # the least legible of all fabrics (main pattern 0.68, secondary colour 0.58 on r12's test)
-        falpha = np.where(flat, np.maximum(falpha, F32(0.85)), falpha)
+        falpha = _put(falpha, flat, np.maximum(falpha, F32(0.85)), k)
     if p.design.category in ("sweater", "cardigan", "hoodie", "polo"):  # rib-knit bands
-        period = max(0.06, 3 / ppu)
-        rib = np.where(u / period - np.floor(u / period) < 0.4, F32(0.8), F32(1.0))
-        tm = np.where(region == g.BAND, rib, tm)
+        band = region == g.BAND
+        if band.any():
+            period = max(0.06, 3 / ppu)
+            ub = u[band] / period
+            tm = _dense(tm, k)
+            tm[band] = np.where(ub - np.floor(ub) < 0.4, F32(0.8), F32(1.0))
     lit = light.level + light.gx * (px / raster.n - 0.5) + light.gy * (py / raster.n - 0.5)
-    mult = np.where(fabric, tm * fm * lit, lit)
-    add = np.where(fabric, ta + fa, F32(0.0))
+    lit = lit.ravel()[inside]
+    matte = None if fabric.all() else ~fabric  # metal, buttons, stitching: no surface maps
+    mult = _put(tm * fm * lit, matte, lit, k)
+    add = _put(_dense(ta + fa, k), matte, F32(0), k)
     # outlines and seams: darker on light colours, lighter on dark ones (both read at 64 px)
     edge = _edges(region2d).ravel()[inside]
-    mult = np.where(edge, mult * F32(0.62), mult)
+    np.multiply(mult, F32(0.62), out=mult, where=edge)
     if luminance(col.main) < 0.3:
-        add = np.where(edge, add + F32(0.12), add)
+        np.add(add, F32(0.12), out=add, where=edge)
     add *= F32(255)
     rgb = alb * (mult * F32(255))
     rgb += add
     rgb = np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
-    alpha = np.where(fabric, talpha * falpha, F32(1.0)) * F32(255)
-    alpha = np.where(hole.ravel()[inside] > 0, F32(0.0), alpha).astype(np.uint8)
+    alpha = _put(_dense(talpha * falpha, k), matte, F32(1.0), k)
+    alpha *= F32(255)
+    if hole is not None and hole.any():
+        np.copyto(alpha, F32(0), where=hole.ravel()[inside] > 0)
+    alpha = alpha.astype(np.uint8)
     # interleave as RGBA words and scatter them in one 1-D pass
     words = np.stack([rgb[0], rgb[1], rgb[2], alpha], axis=1).view(np.uint32).ravel()
     out = np.zeros(h * w, np.uint32)
@@ -784,18 +837,30 @@ def _garment(
     return Image.fromarray(out.view(np.uint8).reshape(h, w, 4), "RGBA")
 
 
+def _put(
+    a: np.ndarray | float, mask: np.ndarray | None, value: object, k: int
+) -> np.ndarray | float:
+    """np.where(mask, value, a) as a float32 array of k pixels, written into `a` itself when it
+    is one (maps are fresh arrays): a masked copy costs half of np.where. A mask of None
+    selects nothing; a constant map that already equals `value` stays a scalar."""
+    if not isinstance(a, np.ndarray) and np.ndim(value) == 0 and a == value:
+        return a
+    a = _dense(a, k)
+    if mask is not None:
+        np.copyto(a, value, where=mask)
+    return a
+
+
+def _dense(a: np.ndarray | float, k: int) -> np.ndarray:
+    """A map of k pixels as an array (a constant map is a scalar until here)."""
+    return a if isinstance(a, np.ndarray) and a.shape == (k,) else np.full(k, a, F32)
+
+
 def _rim(mask: np.ndarray, ppu: float) -> np.ndarray:
     """1 at the garment's outline fading to 0 inside it (velvet's bright edges)."""
     img = Image.fromarray(mask.astype(np.uint8) * 255)
     blur = np.asarray(img.filter(ImageFilter.BoxBlur(max(3, int(ppu * 0.15)))), F32) / 255
     return np.clip(2 * (1 - blur), 0, 1)
-
-
-@lru_cache(maxsize=4)
-def _pixel_grid(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """x and y of every pixel centre of an n x n canvas."""
-    centres = np.arange(n, dtype=F32) + F32(0.5)
-    return np.broadcast_to(centres[None, :], (n, n)), np.broadcast_to(centres[:, None], (n, n))
 
 
 _FABRIC_LUT = np.zeros(g.N_REGIONS, bool)

@@ -273,7 +273,8 @@ def _noise_tiles() -> dict[str, np.ndarray]:
 def _lookup(tile: np.ndarray, ty: np.ndarray, tx: np.ndarray) -> np.ndarray:
     """tile[ty mod h, tx mod w] for float tile coordinates (nearest); sides are powers of 2."""
     h, w = tile.shape  # powers of two: the modulo is a bit mask
-    return tile[ty.astype(np.int32) & (h - 1), tx.astype(np.int32) & (w - 1)]
+    flat = (ty.astype(np.int32) & (h - 1)) * w + (tx.astype(np.int32) & (w - 1))
+    return tile.ravel().take(flat)  # one flat index: 2-D fancy indexing is far slower
 
 
 def _boxed(tile: np.ndarray, u, v, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -285,7 +286,7 @@ def _boxed(tile: np.ndarray, u, v, box: tuple[float, float, float, float]) -> np
     inside = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
     iy = np.clip(ty, 0, h - 1).astype(np.int32)
     ix = np.clip(tx, 0, w - 1).astype(np.int32)
-    return np.where(inside, tile[iy, ix], F32(0))
+    return tile.ravel().take(iy * w + ix) * inside
 
 
 # -- patterns: ink coverage in [0, 1] ------------------------------------------------------------
@@ -476,10 +477,15 @@ def fabric_maps(
         fade = 0.22 * np.exp(-((u / 0.5) ** 2))
         return 0.86 + 0.16 * streak + fade + 0.04 * fold, 0.0, 1.0
     if kind == "leather":  # dark, with sharp specular streaks along the folds
-        spec = np.maximum(np.sin(u * 2.6 + phase + 0.25 * v), 0) ** 10
+        s = np.maximum(np.sin(u * 2.6 + phase + 0.25 * v), 0)
+        s2 = s * s  # powers as products: numpy's float32 ** 10 is ten times slower
+        s8 = s2 * s2
+        s8 *= s8
+        spec = s8 * s2
         return 0.8 + 0.12 * fold, (0.7 * spec).astype(F32), 1.0
     if kind == "satin":  # one broad lustrous sheen
-        sheen = (0.5 + 0.5 * np.sin(u * 2.2 + v * 0.9 + phase)) ** 3
+        lobe = 0.5 + 0.5 * np.sin(u * 2.2 + v * 0.9 + phase)
+        sheen = lobe * lobe * lobe
         return 0.86 + 0.05 * fold, (0.45 * sheen).astype(F32), 1.0
     if kind == "linen":  # horizontal slubs: short thick threads
         slub = _lookup(tiles["slub"], v * px + oy, u * px + ox)
