@@ -561,6 +561,10 @@ def test_catalogue_without_noise_has_no_truth_columns(tmp_path):
     assert not any(c.endswith("__true") for c in m.df.columns)
     assert all(p.suffix == ".png" and p.exists() for p in m.image_paths())
     assert m.df[TAX.task_names].notna().all().all()
+    # the clean labels themselves, in the taxonomy's column order (as with noise, and as ingest)
+    assert [c for c in m.df.columns if c in TAX.task_names] == list(TAX.task_names)
+    for i in range(3):
+        assert m.df.iloc[i][TAX.task_names].to_dict() == gen.clean_labels(i, 0)
 
 
 def test_catalogue_passes_the_data_check(tmp_path):

@@ -86,7 +86,7 @@ def generate_catalogue(
     records = []
     ext = image_format
     for i, clean in enumerate(labels):
-        observed = clean
+        observed = {t: clean[t] for t in taxonomy.task_names}  # in the taxonomy's order
         if missing > 0 or noise > 0:  # its own stream: skipping it changes no other draw
             observed = corrupt(clean, image_rng(seed, i, _STREAM_CORRUPT), taxonomy, missing, noise)
         row: dict[str, object] = {
