@@ -635,16 +635,35 @@ def test_a_print_on_chiffon_is_nearly_opaque(monkeypatch):
     real = scene._garment
 
     def spy(*args):
-        seen["rgba"] = real(*args)
-        return seen["rgba"]
+        seen["rgba"], seen["mask"] = out = real(*args)
+        return out
 
     monkeypatch.setattr(scene, "_garment", spy)
     labels = _plain(fabric="chiffon", main_pattern="polka_dot", secondary_colour="red")
     render(labels, 128, np.random.default_rng(0))
     alpha = np.asarray(seen["rgba"])[..., 3].astype(int)
+    assert seen["mask"] is seen["rgba"]  # pasted by its alpha, not as opaque
     alpha = alpha[alpha > 0]
     dense, sheer = np.mean(alpha >= 0.85 * 255 - 1), np.mean(np.abs(alpha - 127) <= 2)
     assert 0.05 < dense < 0.6 and sheer > 0.3, (dense, sheer)
+
+
+def test_an_opaque_garment_pastes_with_a_one_bit_mask_of_its_drawn_pixels(monkeypatch):
+    """Opaque garments take the cheap 1-bit paste; it must cover exactly the pixels with alpha
+    (holes stay out), or the backdrop would show through or the box's corners be painted."""
+    seen = {}
+    real = scene._garment
+
+    def spy(*args):
+        seen["rgba"], seen["mask"] = out = real(*args)
+        return out
+
+    monkeypatch.setattr(scene, "_garment", spy)
+    render(_plain(fabric="cotton", trend_elements=["cut_out"]), 128, np.random.default_rng(3))
+    assert seen["mask"].mode == "1"
+    alpha = np.asarray(seen["rgba"])[..., 3]
+    assert set(np.unique(alpha)) == {0, 255}
+    assert np.array_equal(np.asarray(seen["mask"]), alpha == 255)
 
 
 def test_one_colour_patterns_stand_out_from_a_texture_relief():
