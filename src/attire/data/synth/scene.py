@@ -535,14 +535,14 @@ def background(
         prof[max(0, int(floor_y * m)) :] *= F32(0.93)
     # the shadow: the silhouette (a quarter of the canvas) blurred, shifted down and sideways
     k = _BG_STEP // SUPERSAMPLE
-    sil = np.zeros((m, m), F32)
-    up = np.asarray(silhouette.filter(ImageFilter.BoxBlur(2))).repeat(k, 0).repeat(k, 1)
-    sil[: up.shape[0], : up.shape[1]] = up[:m, :m] * F32(1 / 255)  # odd sizes: pad the edge
+    sil = np.asarray(silhouette.filter(ImageFilter.BoxBlur(2))).repeat(k, 0).repeat(k, 1)
+    if sil.shape != (m, m):  # odd sizes: pad the edge
+        sil = np.pad(sil[:m, :m], ((0, max(0, m - sil.shape[0])), (0, max(0, m - sil.shape[1]))))
     dx, dy = (int(v) for v in rng.integers(1, max(2, m // 20), 2))
     dx *= (-1, 1)[int(rng.integers(2))]  # = rng.choice, which costs 7x more
-    shifted = np.zeros_like(sil)
-    shifted[dy:, max(dx, 0) : m + min(dx, 0)] = sil[: m - dy, max(-dx, 0) : m - max(dx, 0)]
-    prof *= 1 - rng.uniform(0.15, 0.35) * shifted
+    # darken where the shifted silhouette falls (elsewhere the factor would be exactly 1)
+    shadow = sil[: m - dy, max(-dx, 0) : m - max(dx, 0)] * F32(1 / 255)
+    prof[dy:, max(dx, 0) : m + min(dx, 0)] *= 1 - rng.uniform(0.15, 0.35) * shadow
     # colour = brightness x tone, as grey levels times a solid tint, looked up as RGBX words
     top = float(tone.max()) or 1.0
     grey = np.clip(prof * F32(255 * top) + F32(0.5), 0, 255).astype(np.uint8)
