@@ -628,10 +628,9 @@ def test_a_slogan_has_two_or_three_lines_of_text():
         assert lines in (2, 3), (variant, lines)
 
 
-def test_a_print_on_chiffon_is_nearly_opaque(monkeypatch):
-    """Sheer chiffon shows what is behind it at half opacity, but its print's pigment does not:
-    at half opacity chiffon's prints were the least legible of all fabrics on r12's test."""
-    seen = {}
+def _spy_garment(monkeypatch: pytest.MonkeyPatch) -> dict[str, Image.Image]:
+    """What the next render's garment compositing returns: its RGBA image and paste mask."""
+    seen: dict[str, Image.Image] = {}
     real = scene._garment
 
     def spy(*args):
@@ -639,6 +638,13 @@ def test_a_print_on_chiffon_is_nearly_opaque(monkeypatch):
         return out
 
     monkeypatch.setattr(scene, "_garment", spy)
+    return seen
+
+
+def test_a_print_on_chiffon_is_nearly_opaque(monkeypatch):
+    """Sheer chiffon shows what is behind it at half opacity, but its print's pigment does not:
+    at half opacity chiffon's prints were the least legible of all fabrics on r12's test."""
+    seen = _spy_garment(monkeypatch)
     labels = _plain(fabric="chiffon", main_pattern="polka_dot", secondary_colour="red")
     render(labels, 128, np.random.default_rng(0))
     alpha = np.asarray(seen["rgba"])[..., 3].astype(int)
@@ -651,14 +657,7 @@ def test_a_print_on_chiffon_is_nearly_opaque(monkeypatch):
 def test_an_opaque_garment_pastes_with_a_one_bit_mask_of_its_drawn_pixels(monkeypatch):
     """Opaque garments take the cheap 1-bit paste; it must cover exactly the pixels with alpha
     (holes stay out), or the backdrop would show through or the box's corners be painted."""
-    seen = {}
-    real = scene._garment
-
-    def spy(*args):
-        seen["rgba"], seen["mask"] = out = real(*args)
-        return out
-
-    monkeypatch.setattr(scene, "_garment", spy)
+    seen = _spy_garment(monkeypatch)
     render(_plain(fabric="cotton", trend_elements=["cut_out"]), 128, np.random.default_rng(3))
     assert seen["mask"].mode == "1"
     alpha = np.asarray(seen["rgba"])[..., 3]

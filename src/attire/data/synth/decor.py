@@ -31,6 +31,7 @@ from attire.data.synth.garment import (
     ellipse,
     half_width,
     line,
+    pick,
     poly,
     sleeve_end,
 )
@@ -89,7 +90,7 @@ def _bow(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
     if vis.top < vis.neck_y - 0.05 and rng.random() < 0.7:
         c = np.array([0.0, vis.neck_y + 0.12])
     else:
-        c = np.array([(-0.45, 0.0, 0.45)[int(rng.integers(3))], _rows(vis, 2.3, 3.1, rng, 0.4)])
+        c = np.array([pick(rng, (-0.45, 0.0, 0.45)), _rows(vis, 2.3, 3.1, rng, 0.4)])
     s = rng.uniform(1.2, 1.5)
     loop = np.array([[0, 0], [0.3, -0.17], [0.34, 0.15]]) * s
     tail = np.array([[0.02, 0.02], [0.2, 0.42], [0.1, 0.45], [-0.01, 0.06]]) * s
@@ -103,7 +104,7 @@ def _bow(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
 
 def _embroidery(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
     y = _rows(vis, 1.8, 3.0, rng, 0.65)
-    x = (-0.4, 0.4)[int(rng.integers(2))] if rng.random() < 0.7 else 0.0
+    x = pick(rng, (-0.4, 0.4)) if rng.random() < 0.7 else 0.0
     out = []
     threads = [THREAD_A, THREAD_B, THREAD_C]
     k_ = 1.4  # three stitched flowers on stems
@@ -137,7 +138,7 @@ def _cut_out(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
         shoulder = j + 0.45 * (sleeve_end(d)[0] - j) + 0.02 * n  # on the upper sleeve
         if shoulder[1] > vis.top + 0.3:
             choices.append("shoulder")
-    kind = choices[int(rng.integers(len(choices)))]
+    kind = pick(rng, choices)
     if kind == "keyhole":
         y = vis.neck_y + 0.05
         tear = [[0, y], [0.14, y + 0.25], [0.1, y + 0.45], [0, y + 0.5], [-0.1, y + 0.45],

@@ -86,9 +86,10 @@ def generate_catalogue(
     records = []
     ext = image_format
     for i, clean in enumerate(labels):
-        observed = {t: clean[t] for t in taxonomy.task_names}  # in the taxonomy's order
         if missing > 0 or noise > 0:  # its own stream: skipping it changes no other draw
             observed = corrupt(clean, image_rng(seed, i, _STREAM_CORRUPT), taxonomy, missing, noise)
+        else:
+            observed = {t: clean[t] for t in taxonomy.task_names}  # in the taxonomy's order
         row: dict[str, object] = {
             "image_id": f"synth_{i:06d}",
             "path": f"{IMAGE_DIR}/{i:06d}.{ext}",
