@@ -273,8 +273,12 @@ def _noise_tiles() -> dict[str, np.ndarray]:
 def _lookup(tile: np.ndarray, ty: np.ndarray, tx: np.ndarray) -> np.ndarray:
     """tile[ty mod h, tx mod w] for float tile coordinates (nearest); sides are powers of 2."""
     h, w = tile.shape  # powers of two: the modulo is a bit mask
-    flat = (ty.astype(np.int32) & (h - 1)) * w + (tx.astype(np.int32) & (w - 1))
-    return tile.ravel().take(flat)  # one flat index: 2-D fancy indexing is far slower
+    return _take(tile, ty.astype(np.int32) & (h - 1), tx.astype(np.int32) & (w - 1))
+
+
+def _take(tile: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    """tile[iy, ix] through one flat index: 2-D fancy indexing is far slower."""
+    return tile.ravel().take(iy * tile.shape[1] + ix)
 
 
 def _boxed(tile: np.ndarray, u, v, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -286,7 +290,7 @@ def _boxed(tile: np.ndarray, u, v, box: tuple[float, float, float, float]) -> np
     inside = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
     iy = np.clip(ty, 0, h - 1).astype(np.int32)
     ix = np.clip(tx, 0, w - 1).astype(np.int32)
-    return tile.ravel().take(iy * w + ix) * inside
+    return _take(tile, iy, ix) * inside
 
 
 # -- patterns: ink coverage in [0, 1] ------------------------------------------------------------
