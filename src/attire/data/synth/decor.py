@@ -134,9 +134,10 @@ def _cut_out(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
     if vis.top < vis.neck_y + 0.2:
         choices.append("keyhole")
     if vis.sleeves and d.sleeve in SLEEVE_FRACTION and d.sleeve != "cup_sleeves":
-        j, _, n = arm_axis(d.arm_angle)
-        shoulder = j + 0.45 * (sleeve_end(d)[0] - j) + 0.02 * n  # on the upper sleeve
-        if shoulder[1] > vis.top + 0.3:
+        (jx, jy), _, (nx, ny) = arm_axis(d.arm_angle)
+        (ex, ey), _ = sleeve_end(d)
+        shoulder = (jx + 0.45 * (ex - jx) + 0.02 * nx, jy + 0.45 * (ey - jy) + 0.02 * ny)
+        if shoulder[1] > vis.top + 0.3:  # on the upper sleeve
             choices.append("shoulder")
     kind = pick(rng, choices)
     if kind == "keyhole":

@@ -155,6 +155,8 @@ _MEMO_SIZE = 4096
 
 
 T = TypeVar("T")
+Point = Sequence[float]
+Points = list[list[float]]  # an outline being assembled in Python floats (see `quad`)
 
 
 def pick(rng: np.random.Generator, options: Sequence[T]) -> T:
@@ -168,32 +170,33 @@ def arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: int
     return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1)
 
 
-def quad(p0, p1, p2, n: int = 10) -> np.ndarray:
-    """Quadratic Bezier curve through p0 and p2 pulled towards p1."""
-    a, b, c = _bernstein(n)
-    p0, p1, p2 = (np.asarray(p, float) for p in (p0, p1, p2))
-    return a * p0 + b * p1 + c * p2
+def quad(p0: Point, p1: Point, p2: Point, n: int = 10) -> Points:
+    """Quadratic Bezier curve through p0 and p2 pulled towards p1, as [x, y] lists of Python
+    floats: outlines are assembled in floats and made an array once (numpy costs a microsecond
+    or more per call on a few points; the arithmetic is numpy's, so the bits are too)."""
+    (x0, y0), (x1, y1), (x2, y2) = p0, p1, p2
+    return [[a * x0 + b * x1 + c * x2, a * y0 + b * y1 + c * y2] for a, b, c in _bernstein(n)]
 
 
 @lru_cache(maxsize=32)
-def _bernstein(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The three weights of a quadratic Bezier curve at n even steps, as columns (built once:
+def _bernstein(n: int) -> list[tuple[float, float, float]]:
+    """The three weights of a quadratic Bezier curve at each of n even steps (built once:
     outlines ask for the same few n thousands of times)."""
-    t = np.linspace(0, 1, n)[:, None]
-    return (1 - t) ** 2, 2 * (1 - t) * t, t**2
+    t = np.linspace(0, 1, n)
+    return list(
+        zip(((1 - t) ** 2).tolist(), (2 * (1 - t) * t).tolist(), (t**2).tolist(), strict=True)
+    )
 
 
-def mirror(pts: np.ndarray) -> np.ndarray:
-    """The left-hand copy of right-hand points, in reverse order (to close a symmetric outline)."""
-    out = np.asarray(pts, float)[::-1].copy()
-    out[:, 0] *= -1
-    return out
+# multiplies points into their mirror image across the centre line (one numpy call, where a
+# copy and a negated column are three)
+_FLIP_X = np.array([-1.0, 1.0])
 
 
-def sym(right: np.ndarray) -> np.ndarray:
+def sym(right: np.ndarray | Points) -> np.ndarray:
     """A closed symmetric outline from its right half (listed top to bottom)."""
     right = np.asarray(right, float)
-    return np.concatenate([right, mirror(right)])
+    return np.concatenate([right, right[::-1] * _FLIP_X])
 
 
 def poly(pts, value: int, layer: str = "garment") -> Shape:
@@ -210,8 +213,7 @@ def ellipse(cx: float, cy: float, rx: float, ry: float, value: int, layer="garme
 
 def both_sides(shape: Shape) -> list[Shape]:
     """A shape and its mirror image across the centre line."""
-    m = shape.pts.copy()
-    m[:, 0] *= -1
+    m = shape.pts * _FLIP_X
     if shape.kind == "ellipse":
         m = m[::-1]
     return [shape, Shape(shape.kind, m, shape.value, shape.width, shape.layer)]
@@ -220,17 +222,16 @@ def both_sides(shape: Shape) -> list[Shape]:
 # -- the mannequin ----------------------------------------------------------------------------
 
 
-def arm_axis(angle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Right arm: joint, unit direction down the arm, unit normal pointing outwards."""
-    d = np.array([math.sin(angle), math.cos(angle)])
-    n = np.array([math.cos(angle), -math.sin(angle)])
-    return np.array(ARM_JOINT), d, n
+def arm_axis(angle: float) -> tuple[Point, Point, Point]:
+    """Right arm: joint, unit direction down the arm, unit normal pointing outwards (as float
+    pairs: the points along the arm are a few floats each, see `quad`)."""
+    sin, cos = math.sin(angle), math.cos(angle)
+    return ARM_JOINT, (sin, cos), (cos, -sin)
 
 
-def arm_half_width(s: np.ndarray | float) -> np.ndarray:
+def arm_half_width(s: float) -> float:
     """Half-width of the arm at distance s from the joint (upper arm to wrist)."""
-    s = np.asarray(s, float)
-    return np.interp(s, [0, 1.3, ARM_LEN], [0.2, 0.15, 0.1])
+    return _interp(s, [0, 1.3, ARM_LEN], [0.2, 0.15, 0.1])
 
 
 @lru_cache(maxsize=1)
@@ -278,7 +279,7 @@ def _mannequin_body() -> tuple[Shape, ...]:
 def _straight_arm() -> tuple[np.ndarray, np.ndarray]:
     """Outlines of the right arm and hand hanging straight down, relative to the joint."""
     s = np.linspace(0, ARM_LEN, 6)
-    w = arm_half_width(s)
+    w = np.array([arm_half_width(x) for x in s.tolist()])
     d, n = np.array([0.0, 1.0]), np.array([1.0, 0.0])
     centre = s[:, None] * d
     arm = np.concatenate([centre + w[:, None] * n, (centre - w[:, None] * n)[::-1]])
@@ -311,20 +312,25 @@ def mannequin(angle: float, arms: bool) -> tuple[Shape, ...]:
 # -- the garment --------------------------------------------------------------------------------
 
 
-def half_width(d: Design, y: float | np.ndarray) -> np.ndarray | float:
-    """Half-width of the garment body at height y (a float for one height: drawing a garment
-    asks a dozen times, and numpy's overhead on one number is ten times the arithmetic)."""
-    f = FITS[d.fit]
-    ys = [f.armpit_y, WAIST_Y, HIP_Y, 9.0]
-    xs = [f.bust, f.waist, f.hip, f.hip + f.flare * (9.0 - HIP_Y)]
-    if isinstance(y, float | int):
-        w, below = _interp(float(y), ys, xs), lambda top: max(y - top, 0.0)
-    else:
-        w, below = np.interp(y, ys, xs), lambda top: np.clip(np.asarray(y) - top, 0, None)
+# (heights, half-widths) that `half_width` interpolates, per fit
+_WIDTH_KNOTS = {
+    name: (
+        [f.armpit_y, WAIST_Y, HIP_Y, 9.0],
+        [f.bust, f.waist, f.hip, f.hip + f.flare * (9.0 - HIP_Y)],
+    )
+    for name, f in FITS.items()
+}
+
+
+def half_width(d: Design, y: float) -> float:
+    """Half-width of the garment body at height y (in Python floats: drawing a garment asks a
+    dozen times, and numpy's overhead on one number is ten times the arithmetic)."""
+    y = float(y)
+    w = _interp(y, *_WIDTH_KNOTS[d.fit])
     if d.category == "blouse":  # A-line
-        w = w + 0.14 * below(2.3)
+        w = w + 0.14 * max(y - 2.3, 0.0)
     if d.category == "coat":
-        w = w + 0.05 * below(HIP_Y)
+        w = w + 0.05 * max(y - HIP_Y, 0.0)
     return w
 
 
@@ -340,36 +346,41 @@ def _interp(x: float, xp: list[float], fp: list[float]) -> float:
     return (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]) * (x - xp[j]) + fp[j]
 
 
-def shoulder_point(d: Design) -> np.ndarray:
+def shoulder_point(d: Design) -> tuple[float, float]:
     f = FITS[d.fit]
     x = f.shoulder + (0.04 if d.category in ("jacket", "coat") else 0.0)
     drop = 0.2 if d.fit == "oversized" else 0.0
-    return np.array([x, SHOULDER_Y + 0.02 + drop])
+    return x, SHOULDER_Y + 0.02 + drop
 
 
-def sleeve_end(d: Design) -> tuple[np.ndarray, float]:
+def sleeve_end(d: Design) -> tuple[tuple[float, float], float]:
     """Centre of the sleeve's end and its half-width there."""
-    j, ax, _ = arm_axis(d.arm_angle)
+    (jx, jy), (ax, ay), _ = arm_axis(d.arm_angle)
     s = SLEEVE_FRACTION[d.sleeve] * ARM_LEN
     ease = FITS[d.fit].sleeve
-    w = float(arm_half_width(min(s, ARM_LEN))) * ease + 0.03
+    w = arm_half_width(min(s, ARM_LEN)) * ease + 0.03
     if d.sleeve == "extra_long_sleeves":
         w = max(w, 0.22) + 0.05
     if d.category == "blouse" and d.sleeve in ("elbow_sleeves", "three_quarter_sleeves"):
         w *= 1.3  # bell sleeves
-    return j + s * ax, w
+    return (jx + s * ax, jy + s * ay), w
 
 
-def sleeve_reach(d: Design) -> tuple[float, float]:
-    """(max |x|, max y) the sleeve or the arm and hand reach; what a frame must contain."""
-    j, ax, n = arm_axis(d.arm_angle)
-    tip = j + (ARM_LEN + HAND_LEN) * ax
-    xmax, ymax = abs(tip[0]) + 0.16, tip[1] + 0.06
+def sleeve_reach(d: Design) -> tuple[np.float64, np.float64]:
+    """(max |x|, max y) the sleeve or the arm and hand reach; what a frame must contain.
+
+    As numpy floats, as when this was array arithmetic: the frame's size inherits their type,
+    and a numpy float against float32 pixel coordinates computes the surface maps in float64,
+    which changes the images' bits.
+    """
+    (jx, jy), (ax, ay), (nx, ny) = arm_axis(d.arm_angle)
+    reach = ARM_LEN + HAND_LEN
+    xmax, ymax = abs(jx + reach * ax) + 0.16, jy + reach * ay + 0.06
     if d.sleeve != "sleeveless":
-        e, w = sleeve_end(d)
-        xmax = max(xmax, e[0] + w * n[0] + 0.02)
-        ymax = max(ymax, e[1] + w * abs(n[1]) + 0.02)
-    return xmax, ymax
+        (ex, ey), w = sleeve_end(d)
+        xmax = max(xmax, ex + w * nx + 0.02)
+        ymax = max(ymax, ey + w * abs(ny) + 0.02)
+    return np.float64(xmax), np.float64(ymax)
 
 
 @_memo(
@@ -385,44 +396,38 @@ def sleeve_reach(d: Design) -> tuple[float, float]:
     "placket",
 )
 def body_outline(d: Design) -> np.ndarray:
-    """Closed outline of the body, from the collar's top edge down to the hem."""
-    top = neck(d, BAND).top
+    """Closed outline of the body, from the collar's top edge down to the hem (assembled in
+    Python floats, see `quad`: a hidden length makes hem_y continuous, so this is rarely cached)."""
+    right = neck(d, BAND).top.tolist()
     f = FITS[d.fit]
-    s = top[-1]
+    sx, sy = right[-1]
     ap = f.armpit_y + (0.25 if d.category == "vest" else 0.0)
-    bust = float(half_width(d, ap))
+    bust = half_width(d, ap)
     if d.sleeve == "sleeveless" and not d.arms_hidden:
         inset = 0.18 if d.category in ("vest", "camisole") else 0.1
-        arm = quad(s, [s[0] - inset, (s[1] + ap) / 2], [bust, ap], 6)[1:]
+        right += quad((sx, sy), (sx - inset, (sy + ap) / 2), (bust, ap), 6)[1:]
     else:
-        arm = quad(s, [max(s[0], bust) + 0.04, (s[1] + ap) / 2], [bust, ap], 6)[1:]
-    hem = d.hem_y
-    ys = np.array([y for y in (WAIST_Y, HIP_Y, 4.6, 5.5, 6.5) if ap + 0.1 < y < hem - 0.05])
-    side = np.stack([half_width(d, ys), ys], 1) if len(ys) else np.empty((0, 2))
-    hw = float(half_width(d, hem))
+        right += quad((sx, sy), (max(sx, bust) + 0.04, (sy + ap) / 2), (bust, ap), 6)[1:]
+    hem = float(d.hem_y)
+    right += [
+        [half_width(d, y), y] for y in (WAIST_Y, HIP_Y, 4.6, 5.5, 6.5) if ap + 0.1 < y < hem - 0.05
+    ]
+    hw = half_width(d, hem)
     if d.hem_band:
-        hw_band = hw - 0.06
-        lower = [[hw, hem - HEM_BAND], [hw_band, hem]]
+        right += [[hw, hem - HEM_BAND], [hw - 0.06, hem]]
     else:
-        lower = [[hw, hem]]
-    right = np.concatenate([top, arm, side, lower])
+        right.append([hw, hem])
     if d.curved_hem:
-        right = np.concatenate(
-            [
-                right[:-1],
-                [[hw, hem - 0.25]],
-                quad([hw, hem - 0.25], [hw * 0.7, hem + 0.12], [0, hem + 0.12], 8),
-            ]
-        )
+        right[-1] = [hw, hem - 0.25]
+        right += quad((hw, hem - 0.25), (hw * 0.7, hem + 0.12), (0, hem + 0.12), 8)
     elif d.category == "vest" and d.placket in ("single_breasted", "double_breasted"):
-        right = np.concatenate([right, [[0.0, hem + 0.18]]])  # waistcoat points
+        right.append([0.0, hem + 0.18])  # waistcoat points
     else:
-        right = np.concatenate([right, [[0.0, hem]]])
+        right.append([0.0, hem])
     if d.texture == "pleated":  # a pleated hem zig-zags
         k = 7
-        xs = np.linspace(hw, 0, 2 * k + 1)
-        zig = np.stack([xs, hem + 0.07 * (np.arange(2 * k + 1) % 2)], 1)
-        right = np.concatenate([right[:-1], zig])
+        xs = np.linspace(hw, 0, 2 * k + 1).tolist()
+        right[-1:] = [[x, hem + 0.07 * (i % 2)] for i, x in enumerate(xs)]
     return sym(right)
 
 
@@ -443,43 +448,47 @@ def fuzzy(outline: np.ndarray, depth: float) -> np.ndarray:
 
 @_memo("sleeve", "fit", "category", "arm_angle", "collar")
 def sleeve_shape(d: Design, left: bool = False) -> np.ndarray:
-    """Outline of one sleeve from shoulder seam to its end."""
-    _, ax, n = arm_axis(d.arm_angle)
-    s_pt = shoulder_point(d)
-    e, w = sleeve_end(d)
-    f = FITS[d.fit]
-    ap = np.array([float(half_width(d, f.armpit_y)) - 0.02, f.armpit_y])
-    if d.collar == "off_shoulder":
-        s_pt = np.array([s_pt[0] + 0.05, 1.86])
-    if d.sleeve == "cup_sleeves":
-        out = e + w * n
-        inner = s_pt - np.array([0.12, -0.34])
-        pts = np.concatenate(
-            [
-                [s_pt],
-                quad(s_pt, out + 0.05 * n, out, 5)[1:],
-                quad(out, e - 0.1 * n + 0.08 * ax, inner, 6)[1:],
-            ]
-        )
-    else:
-        out, inn = e + w * n, e - w * n
-        if d.category == "blouse" and d.sleeve in ("short_sleeves", "cup_sleeves"):
-            puff = s_pt + 0.35 * ax + 0.16 * n  # a puffed shoulder
-            top = quad(s_pt, puff, out, 6)
-        else:
-            top = quad(s_pt, (s_pt + out) / 2 + 0.03 * n, out, 5)
-        pts = np.concatenate([top, [inn], [ap]])
+    """Outline of one sleeve from shoulder seam to its end (assembled in Python floats, see
+    `quad`; the left one is the right one mirrored, not drawn again)."""
     if left:
-        pts = pts.copy()
-        pts[:, 0] *= -1
-    return pts
+        return sleeve_shape(d) * _FLIP_X
+    _, (ax, ay), (nx, ny) = arm_axis(d.arm_angle)
+    sx, sy = shoulder_point(d)
+    (ex, ey), w = sleeve_end(d)
+    f = FITS[d.fit]
+    ap = [half_width(d, f.armpit_y) - 0.02, f.armpit_y]
+    if d.collar == "off_shoulder":
+        sx, sy = sx + 0.05, 1.86
+    out = (ex + w * nx, ey + w * ny)
+    if d.sleeve == "cup_sleeves":
+        inner = (sx - 0.12, sy + 0.34)
+        pts = [
+            [sx, sy],
+            *quad((sx, sy), (out[0] + 0.05 * nx, out[1] + 0.05 * ny), out, 5)[1:],
+            *quad(out, (ex - 0.1 * nx + 0.08 * ax, ey - 0.1 * ny + 0.08 * ay), inner, 6)[1:],
+        ]
+    else:
+        if d.category == "blouse" and d.sleeve in ("short_sleeves", "cup_sleeves"):
+            puff = (sx + 0.35 * ax + 0.16 * nx, sy + 0.35 * ay + 0.16 * ny)  # a puffed shoulder
+            pts = quad((sx, sy), puff, out, 6)
+        else:
+            mid = ((sx + out[0]) / 2 + 0.03 * nx, (sy + out[1]) / 2 + 0.03 * ny)
+            pts = quad((sx, sy), mid, out, 5)
+        pts += [[ex - w * nx, ey - w * ny], ap]
+    return np.array(pts)
 
 
 def cuff(d: Design, depth: float = 0.2) -> list[Shape]:
     """A band at each sleeve end (shirt cuff or rib)."""
-    _, ax, n = arm_axis(d.arm_angle)
-    e, w = sleeve_end(d)
-    band = np.array([e + w * n, e - w * n, e - w * n - depth * ax, e + w * n - depth * ax])
+    _, (ax, ay), (nx, ny) = arm_axis(d.arm_angle)
+    (ex, ey), w = sleeve_end(d)
+    out, inn = (ex + w * nx, ey + w * ny), (ex - w * nx, ey - w * ny)
+    band = [
+        out,
+        inn,
+        (inn[0] - depth * ax, inn[1] - depth * ay),
+        (out[0] - depth * ax, out[1] - depth * ay),
+    ]
     return both_sides(poly(band, BAND))
 
 
@@ -504,7 +513,7 @@ def neck(d: Design, trim_region: int) -> Neck:
     c = d.collar
     pieces: list[Shape] = []
     if c == "off_shoulder":
-        edge = quad([0, 1.78], [0.6, 1.8], [s[0] + 0.08, 1.86], 6)
+        edge = np.array(quad([0, 1.78], [0.6, 1.8], [s[0] + 0.08, 1.86], 6))
         band = np.concatenate([edge, (edge + np.array([0.0, 0.12]))[::-1]])
         pieces += both_sides(poly(band, trim_region))  # the elastic band across the arms
         return Neck(edge, None, None, pieces, 1.95)
