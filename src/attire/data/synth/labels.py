@@ -389,6 +389,12 @@ class _Node:
         cum = np.cumsum(self.table, axis=-1)
         return {key: cum[key].tolist() for key in np.ndindex(cum.shape[:-1])}
 
+    @cached_property
+    def rates(self) -> dict[tuple[int, ...], list[float]]:
+        """Inclusion rates per parent key (multilabel), as lists: compared with Python floats
+        element by element, where numpy costs more per call than the eight comparisons."""
+        return {key: self.table[key].tolist() for key in np.ndindex(self.table.shape[:-1])}
+
 
 class LabelModel:
     """Calibrated conditional tables for all tasks; `sample` draws one garment's clean labels."""
@@ -501,17 +507,18 @@ class LabelModel:
     def _draw(self, rng: np.random.Generator, force: Mapping[str, str]) -> Labels | None:
         idx: dict[str, int] = {}
         out: Labels = {}
-        draws = rng.random(len(ORDER) + _MAX_ELEMENTS)  # one call: sampling is per-image hot
-        uniform = draws.tolist()
+        # one call: sampling is per-image hot
+        uniform = rng.random(len(ORDER) + _MAX_ELEMENTS).tolist()
         for k, task in enumerate(ORDER):
             node = self.nodes[task]
-            key = tuple(idx[p] for p in node.parents)
+            key = tuple([idx[p] for p in node.parents])
             if node.multilabel:
-                row = node.table[key]
-                present = draws[len(ORDER) : len(ORDER) + len(row)] < row
+                rates = node.rates[key]
+                draws = uniform[len(ORDER) : len(ORDER) + len(rates)]
+                present = [u < r for u, r in zip(draws, rates, strict=True)]
                 if task in force:
                     j = node.classes.index(force[task])
-                    if row[j] <= 0:
+                    if rates[j] <= 0:
                         return None
                     present[j] = True
                 out[task] = [c for c, p in zip(node.classes, present, strict=True) if p]
