@@ -34,6 +34,7 @@ from attire.data.synth.garment import (
     pick,
     poly,
     sleeve_end,
+    uniform,
 )
 
 
@@ -62,7 +63,7 @@ def _rows(vis: Visible, lo: float, hi: float, rng: np.random.Generator, size: fl
     b = min(hi, vis.bottom - size - 0.05)
     if b <= a:
         return (max(vis.top + 0.08, 1.5) + min(vis.bottom - size, 4.5)) / 2
-    return float(rng.uniform(a, b))
+    return uniform(rng, a, b)
 
 
 def _ruffles(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
@@ -91,7 +92,7 @@ def _bow(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
         c = np.array([0.0, vis.neck_y + 0.12])
     else:
         c = np.array([pick(rng, (-0.45, 0.0, 0.45)), _rows(vis, 2.3, 3.1, rng, 0.4)])
-    s = rng.uniform(1.2, 1.5)
+    s = uniform(rng, 1.2, 1.5)
     loop = np.array([[0, 0], [0.3, -0.17], [0.34, 0.15]]) * s
     tail = np.array([[0.02, 0.02], [0.2, 0.42], [0.1, 0.45], [-0.01, 0.06]]) * s
     out = []

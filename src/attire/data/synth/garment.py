@@ -165,6 +165,13 @@ def pick(rng: np.random.Generator, options: Sequence[T]) -> T:
     return options[int(rng.integers(len(options)))]
 
 
+def uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """The same float as `rng.uniform(lo, hi)` from the same draw (numpy's lo + (hi - lo) * a
+    double), at a third of its cost: numpy checks its arguments with array calls every time."""
+    lo = float(lo)
+    return lo + (float(hi) - lo) * rng.random()
+
+
 def arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: int = 12):
     t = np.linspace(a0, a1, n)
     return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1)

@@ -112,7 +112,7 @@ def plan(labels: dict, rng: np.random.Generator) -> Plan:
             sleeve = "extra_long_sleeves" if rng.random() < 0.5 else "long_sleeves"
         else:
             sleeve, arms_hidden = "sleeveless", True
-    spread = round(rng.uniform(11, 15) * 2) / 2  # half-degree steps: outlines can be cached
+    spread = round(g.uniform(rng, 11, 15) * 2) / 2  # half-degree steps: outlines can be cached
     angle = math.radians(spread + (4 if labels["fit"] == "oversized" else 0))
     hem = g.HEM_Y[labels["garment_length"]] if show_hem else 0.0
     d = g.Design(
@@ -159,9 +159,9 @@ def plan_view(
     """
     top = g.COLLAR_TOP.get(d.collar, 1.0) if d.category != "camisole" else 1.0
     if show_collar:  # cropped at the chin or above, as catalogue shots are: the garment fills it
-        y0 = top - rng.uniform(0.08, 0.25)
+        y0 = top - g.uniform(rng, 0.08, 0.25)
     else:
-        y0 = _collar_bottom(d) + rng.uniform(0.12, 0.35)
+        y0 = _collar_bottom(d) + g.uniform(rng, 0.12, 0.35)
     sleeve_crop = not show_sleeves and not d.arms_hidden
     for _ in range(2):
         widest = float(g.half_width(d, d.hem_y if show_hem else 4.5))
@@ -179,19 +179,19 @@ def plan_view(
         if show_hem:  # enough leg below the hem to judge its height, and the hips (a crop top
             # is told from a hip-length top against them); a lower floor than 4.3 also gives crop
             # tops, under half the garment pixels of the average top, a little more room
-            lo = max(lo, d.hem_y + rng.uniform(0.45, 0.7), g.HIP_Y + 0.2)
+            lo = max(lo, d.hem_y + g.uniform(rng, 0.45, 0.7), g.HIP_Y + 0.2)
         else:
-            d.hem_y = max(lo + rng.uniform(0.5, 1.4), 3.9)
+            d.hem_y = max(lo + g.uniform(rng, 0.5, 1.4), 3.9)
             hi = min(hi, d.hem_y - 0.35)
         if lo <= hi or not sleeve_crop:
             break
         d.sleeve, d.arms_hidden, sleeve_crop = "sleeveless", True, False
         d.cuffs = False
-    y1 = lo + rng.uniform(0, max(0.0, min(0.1, hi - lo)))
+    y1 = lo + g.uniform(rng, 0, max(0.0, min(0.1, hi - lo)))
     h = y1 - y0
     slack = max(0.0, h / 2 - need_x)
-    xc = rng.uniform(-1, 1) * min(slack, 0.25)
-    return View(xc, y0, h, math.radians(rng.uniform(-3, 3)), need_x)
+    xc = g.uniform(rng, -1, 1) * min(slack, 0.25)
+    return View(xc, y0, h, math.radians(g.uniform(rng, -3, 3)), need_x)
 
 
 # -- shapes -------------------------------------------------------------------------------------
@@ -432,54 +432,70 @@ def _topstitching(d: g.Design, body: np.ndarray) -> list[g.Shape]:
 
 
 def colours(p: Plan, mode: str, rng: np.random.Generator) -> Colours:
+    """The colour of each region, the patterns' ink and the mannequin's tone. Rows of the table
+    are set one at a time: a fancy-indexed assignment costs about ten of them."""
     lab = p.labels
     main = sample_colour(lab["main_colour"], rng)
+    lum = luminance(main)  # float32 arithmetic, so computed once and reused, not redone in Python
     sec = None
     if lab["secondary_colour"] != "none":  # of a few shades of the class, the most contrasting
         shades = [sample_colour(lab["secondary_colour"], rng) for _ in range(3)]
-        sec = max(shades, key=lambda c: abs(luminance(c) - luminance(main)) + _hue_gap(c, main))
-    ink = sec if sec is not None else tone_on_tone(main)
-    shade = tone_on_tone(main) * 0.5 + main * 0.5
-    trim = sec if sec is not None else shade
+        chroma = main - lum
+        sec = max(shades, key=lambda c: _contrast(c, lum, chroma))
+    tone = tone_on_tone(main)
+    ink = sec if sec is not None else tone
+    trim = sec if sec is not None else tone * 0.5 + main * 0.5
     lut = np.zeros((g.N_REGIONS, 3), F32)
-    lut[[g.BODY, g.SLEEVE, g.HOOD]] = main
+    lut[g.BODY] = lut[g.SLEEVE] = lut[g.HOOD] = main
     # raised parts catch the light, so shapes of the garment's own colour still read
-    lut[[g.COLLAR, g.RUFFLE]] = np.minimum(main * 1.1 + 0.05, 1)
+    lut[g.COLLAR] = lut[g.RUFFLE] = np.minimum(main * 1.1 + 0.05, 1)
     lut[g.PANEL] = ink if lab["main_pattern"] == "colour_block" else main
     # the second colour is carried by the ink AND the trims (bands, pockets, bows): wherever a
     # garment has one, its bands show it even when the print is small
-    lut[[g.TRIM, g.POCKET, g.BAND]] = trim
+    lut[g.TRIM] = lut[g.POCKET] = lut[g.BAND] = trim
     if mode == "trim" and p.design.collar not in ("hood", "off_shoulder"):
         lut[g.COLLAR] = trim  # contrast collar
     lut[g.LINING] = trim * 0.7 if mode == "trim" else main * 0.47  # the hood's shaded inside
-    dark = luminance(main) < 0.35
-    lut[g.STITCH] = np.clip(main + 0.22, 0, 1) if dark else main * 0.55
+    # (main + 0.22 is positive: only the upper bound of a clip applies, at a fifth of its cost)
+    lut[g.STITCH] = np.minimum(main + 0.22, 1) if lum < 0.35 else main * 0.55
     lut[g.TOPSTITCH] = (0.86, 0.62, 0.22)
     # hardware and cords stand out from the garment: light ones on dark colours and vice versa
-    metals = [m for m in _METALS if abs(luminance(m) - luminance(main)) > 0.25] or _METALS
+    metals = [m for m, m_lum in _METALS if abs(m_lum - lum) > 0.25] or [m for m, _ in _METALS]
     metal = g.pick(rng, metals)
     lut[g.METAL] = metal
-    contrast = np.array((0.95, 0.94, 0.9) if luminance(main) < 0.5 else (0.12, 0.1, 0.1), F32)
+    contrast = _LIGHT_CONTRAST if lum < 0.5 else _DARK_CONTRAST
     lut[g.BUTTON] = metal if rng.random() < 0.3 else contrast
-    hues = rng.permutation(
-        [(0.9, 0.2, 0.25), (0.98, 0.8, 0.2), (0.2, 0.6, 0.3), (0.3, 0.45, 0.9), (0.95, 0.55, 0.7)]
-    )
-    lut[[g.THREAD_A, g.THREAD_B, g.THREAD_C]] = hues[:3]
+    # three of the thread hues, in random order (the regions are consecutive)
+    lut[g.THREAD_A : g.THREAD_C + 1] = _THREAD_HUES[rng.permutation(len(_THREAD_HUES))[:3]]
     lut[g.CORD] = contrast
-    mann = g.pick(rng, _MANNEQUIN_TONES)
+    tones = range(len(_MANNEQUIN_TONES))  # picked by index, to look their luminances up
+    mann = g.pick(rng, tones)
     for _ in range(6):
-        if abs(luminance(mann) - luminance(main)) > 0.18:
+        if abs(_MANNEQUIN_LUMINANCE[mann] - lum) > 0.18:
             break
-        mann = g.pick(rng, _MANNEQUIN_TONES)
-    return Colours(main, ink, mann, lut)
+        mann = g.pick(rng, tones)
+    return Colours(main, ink, _MANNEQUIN_TONES[mann], lut)
 
 
-_METALS = [np.array(m, F32) for m in ((0.8, 0.8, 0.82), (0.85, 0.68, 0.3), (0.36, 0.36, 0.38))]
+# each metal with its luminance
+_METALS = [
+    (m, luminance(m))
+    for m in (np.array(c, F32) for c in ((0.8, 0.8, 0.82), (0.85, 0.68, 0.3), (0.36, 0.36, 0.38)))
+]
+_MANNEQUIN_LUMINANCE = [luminance(t) for t in _MANNEQUIN_TONES]
+_LIGHT_CONTRAST = np.array((0.95, 0.94, 0.9), F32)  # buttons and cords on a dark garment
+_DARK_CONTRAST = np.array((0.12, 0.1, 0.1), F32)
+_THREAD_HUES = np.array(
+    [(0.9, 0.2, 0.25), (0.98, 0.8, 0.2), (0.2, 0.6, 0.3), (0.3, 0.45, 0.9), (0.95, 0.55, 0.7)]
+)
 
 
-def _hue_gap(a: np.ndarray, b: np.ndarray) -> float:
-    """Chromatic distance of two colours (0 for two greys), on the scale of a luminance gap."""
-    return float(np.abs((a - luminance(a)) - (b - luminance(b))).sum()) / 2
+def _contrast(c: np.ndarray, lum: float, chroma: np.ndarray) -> float:
+    """How far colour c stands from one of luminance `lum` and chroma (colour minus luminance)
+    `chroma`: their luminance gap plus their chromatic distance (0 for two greys), halved to the
+    scale of a luminance gap."""
+    c_lum = luminance(c)
+    return abs(c_lum - lum) + float(np.abs((c - c_lum) - chroma).sum()) / 2
 
 
 @dataclass(frozen=True)
@@ -492,8 +508,8 @@ class Light:
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Light:
-        gx, gy = rng.uniform(-0.12, 0.12, 2)
-        return cls(float(rng.uniform(0.94, 1.06)), float(gx), float(gy))
+        gx, gy = g.uniform(rng, -0.12, 0.12), g.uniform(rng, -0.12, 0.12)
+        return cls(g.uniform(rng, 0.94, 1.06), gx, gy)
 
     def grid(self, rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
         """Light factor at pixel rows x cols of an n x n canvas."""
@@ -720,7 +736,7 @@ def _prop(p: Plan, rng: np.random.Generator) -> list[g.Shape]:
     if rng.random() > 0.25 or side * (edge - inner) < 0.6:
         return []
     bottom = v.y0 + v.h
-    top = bottom - rng.uniform(0.2, 0.35) * v.h
+    top = bottom - g.uniform(rng, 0.2, 0.35) * v.h
     outer = edge + side  # beyond the frame
     kind = int(rng.integers(3))
     if kind == 0:  # a box

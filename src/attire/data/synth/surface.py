@@ -26,6 +26,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from attire.data.synth.garment import uniform
+
 F32 = np.float32
 
 # Colour classes as HSV boxes (hue in degrees). The boxes do not overlap, with a margin, so that
@@ -50,8 +52,8 @@ COLOUR_HSV: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[floa
 def sample_colour(name: str, rng: np.random.Generator) -> np.ndarray:
     """A random shade of a colour class, as RGB floats in [0, 1]."""
     (h0, h1), (s0, s1), (v0, v1) = COLOUR_HSV[name]
-    h = (rng.uniform(h0, h1) % 360) / 360
-    rgb = colorsys.hsv_to_rgb(h, rng.uniform(s0, s1), rng.uniform(v0, v1))
+    h = (uniform(rng, h0, h1) % 360) / 360
+    rgb = colorsys.hsv_to_rgb(h, uniform(rng, s0, s1), uniform(rng, v0, v1))
     return np.array(rgb, F32)
 
 
@@ -70,7 +72,7 @@ def tone_on_tone(rgb: np.ndarray) -> np.ndarray:
     one-colour garment does not look like a two-colour one, and large enough to stand out from
     a texture's relief (+-20-28%): at 0.19 / 0.16, main-pattern accuracy of one-colour garments
     was 0.31 on r12's test images, against 0.82 with a second colour."""
-    h, s, v = colorsys.rgb_to_hsv(*(float(c) for c in rgb))
+    h, s, v = colorsys.rgb_to_hsv(*rgb.tolist())
     v2 = v - 0.25 if v > 0.5 else v + 0.21
     return np.array(colorsys.hsv_to_rgb(h, s, min(max(v2, 0.0), 1.0)), F32)
 
