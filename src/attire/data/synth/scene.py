@@ -436,7 +436,7 @@ def colours(p: Plan, mode: str, rng: np.random.Generator) -> Colours:
     are set one at a time: a fancy-indexed assignment costs about ten of them."""
     lab = p.labels
     main = sample_colour(lab["main_colour"], rng)
-    lum = luminance(main)  # float32 arithmetic, so computed once and reused, not redone in Python
+    lum = luminance(main)  # once: it is numpy float32 arithmetic (and the bits depend on that)
     sec = None
     if lab["secondary_colour"] != "none":  # of a few shades of the class, the most contrasting
         shades = [sample_colour(lab["secondary_colour"], rng) for _ in range(3)]
