@@ -377,13 +377,10 @@ def sleeve_end(d: Design) -> tuple[tuple[float, float], float]:
     return (jx + s * ax, jy + s * ay), w
 
 
-def sleeve_reach(d: Design) -> tuple[np.float64, np.float64]:
+def sleeve_reach(d: Design) -> tuple[float, float]:
     """(max |x|, max y) the sleeve or the arm and hand reach; what a frame must contain.
-
-    As numpy floats, as when this was array arithmetic: the frame's size inherits their type,
-    and a numpy float against float32 pixel coordinates computes the surface maps in float64,
-    which changes the images' bits.
-    """
+    Python floats: the frame's size inherits their type, and a numpy float64 there made the
+    surface maps of three images in four float64 arrays (twice the work of float32)."""
     (jx, jy), (ax, ay), (nx, ny) = arm_axis(d.arm_angle)
     reach = ARM_LEN + HAND_LEN
     xmax, ymax = abs(jx + reach * ax) + 0.16, jy + reach * ay + 0.06
@@ -391,7 +388,7 @@ def sleeve_reach(d: Design) -> tuple[np.float64, np.float64]:
         (ex, ey), w = sleeve_end(d)
         xmax = max(xmax, ex + w * nx + 0.02)
         ymax = max(ymax, ey + w * abs(ny) + 0.02)
-    return np.float64(xmax), np.float64(ymax)
+    return xmax, ymax
 
 
 @_memo(
