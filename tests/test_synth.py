@@ -41,6 +41,7 @@ from attire.data.synth.scene import (
     SUPERSAMPLE,
     Raster,
     _chest_box,
+    by_layer,
     plan,
     shapes,
 )
@@ -248,7 +249,7 @@ def _garment_pixels(labels: dict, seed: int, size: int = 96) -> tuple[np.ndarray
     figure, _ = shapes(p, rng, p.view.h / size)
     raster = Raster(p.view, size * SUPERSAMPLE)
     layer = Image.new("L", (size * SUPERSAMPLE,) * 2, 0)
-    raster.draw(figure, raster.project(figure), {"garment": ImageDraw.Draw(layer)})
+    raster.draw(*by_layer(figure, raster.project(figure))["garment"], ImageDraw.Draw(layer))
     region = np.asarray(layer)
     fabric = np.isin(region, [g.BODY, g.SLEEVE]).astype(np.uint8) * 255
     mask = np.asarray(Image.fromarray(fabric).reduce(SUPERSAMPLE)) == 255
@@ -368,7 +369,7 @@ def test_small_dots_and_thin_lines_are_drawn_at_least_pixel_sized():
     line_area = SUPERSAMPLE * raster.s  # one output px wide, one unit long, in canvas px
     for shape, least in ((dot, 0.8 * dot_area), (stitch, 0.9 * line_area)):
         layer = Image.new("L", (n, n), 0)
-        raster.draw([shape], raster.project([shape]), {"garment": ImageDraw.Draw(layer)})
+        raster.draw([shape], raster.project([shape]), ImageDraw.Draw(layer))
         assert (np.asarray(layer) > 0).sum() >= least
 
 

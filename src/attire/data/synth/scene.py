@@ -607,49 +607,60 @@ class Raster:
         x, y = px - F32(self.t[0]), py - F32(self.t[1])
         return a[0, 0] * x + a[0, 1] * y, a[1, 0] * x + a[1, 1] * y
 
-    def project(self, shapes: list[g.Shape]) -> list[np.ndarray]:
-        """Every shape's points in canvas pixels (one matrix product for all of them)."""
+    def project(self, shapes: list[g.Shape], scale: float = 1.0) -> list[list[float]]:
+        """Every shape's points in canvas pixels (times `scale`), flat [x0, y0, x1, ...] as
+        ImageDraw takes them: one matrix product and one conversion to floats for all shapes."""
         allpts = np.concatenate([sh.pts for sh in shapes]) @ self.m.T + self.t
-        ends = np.cumsum([len(sh.pts) for sh in shapes]).tolist()
-        return [allpts[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        if scale != 1.0:
+            allpts *= scale
+        flat = allpts.ravel().tolist()
+        ends = np.cumsum([2 * len(sh.pts) for sh in shapes]).tolist()
+        return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
     def draw(
         self,
         shapes: list[g.Shape],
-        pts: list[np.ndarray],
-        layers: dict[str, ImageDraw.ImageDraw],
+        pts: list[list[float]],
+        target: ImageDraw.ImageDraw,
         fill: object = None,
         outline: object = None,
         scale: float = 1.0,
     ) -> None:
-        """Rasterise projected shapes onto the layer each names. `fill`/`outline` override the
-        shape's value (to paint the mannequin straight onto the RGB canvas, outlined); `scale`
-        draws on a smaller canvas."""
+        """Rasterise shapes projected at `scale` (`project`) onto `target`. `fill`/`outline`
+        override the shape's value (to paint the mannequin straight onto the RGB canvas,
+        outlined); `scale` < 1 draws on a smaller canvas."""
         for s, q in zip(shapes, pts, strict=True):
-            d = layers.get(s.layer)
-            if d is None:
-                continue
-            if scale != 1.0:
-                q = q * scale
             value = s.value if fill is None else fill
             if s.kind == "poly":
-                flat = q.ravel().tolist()
-                d.polygon(flat, fill=value)
+                target.polygon(q, fill=value)
                 if outline is not None:  # a line, not polygon(width=2): that one builds masks
-                    d.line([*flat, *flat[:2]], fill=outline, width=2)
+                    target.line([*q, *q[:2]], fill=outline, width=2)
             elif s.kind == "line":  # at least one output pixel wide (Pillow draws a sloped
                 # line of width w about w - 1 pixels thick)
                 w = max(1, round(max(s.width * self.s, SUPERSAMPLE + 1) * scale))
-                d.line(q.ravel().tolist(), fill=value, width=w, joint="curve")
+                target.line(q, fill=value, width=w, joint="curve")
             else:  # at least MIN_DOT output pixels across (in Python floats: two points)
-                (x0, y0), (x1, y1) = q.tolist()
+                x0, y0, x1, y1 = q
                 (u0, v0), (u1, v1) = s.pts.tolist()
                 cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
                 rx = max(abs(u1 - u0) * (self.s / 2), _MIN_R) * scale
                 ry = max(abs(v1 - v0) * (self.s / 2), _MIN_R) * scale
-                d.ellipse(
+                target.ellipse(
                     [cx - rx, cy - ry, cx + rx, cy + ry], fill=value, outline=outline, width=2
                 )
+
+
+def by_layer(
+    shapes: list[g.Shape], pts: list[list[float]]
+) -> dict[str, tuple[list[g.Shape], list[list[float]]]]:
+    """The shapes of each layer with their projected points, in drawing order: each layer is
+    drawn on its own image, and most garments have no holes, panels or seams."""
+    out: dict[str, tuple[list[g.Shape], list[list[float]]]] = {}
+    for s, q in zip(shapes, pts, strict=True):
+        group = out.setdefault(s.layer, ([], []))
+        group[0].append(s)
+        group[1].append(q)
+    return out
 
 
 # -- compositing ------------------------------------------------------------------------------
@@ -682,15 +693,19 @@ def render(labels: dict, size: int = 128, rng: np.random.Generator | None = None
     col = colours(p, mode, rng)
     n = size * SUPERSAMPLE
     raster = Raster(p.view, n)
-    pts = raster.project(figure)
-
-    used = {s.layer for s in figure}  # most garments have no holes, panels or seams
-    layers = {k: Image.new("L", (n, n), 0) for k in _GARMENT_LAYERS if k == "garment" or k in used}
-    raster.draw(figure, pts, {k: ImageDraw.Draw(im) for k, im in layers.items()})
+    groups = by_layer(figure, raster.project(figure))
+    layers = {
+        k: Image.new("L", (n, n), 0) for k in _GARMENT_LAYERS if k == "garment" or k in groups
+    }
+    for k, im in layers.items():
+        if k in groups:
+            raster.draw(*groups[k], ImageDraw.Draw(im))
     # the shadow is blurred anyway: its silhouette is drawn at a quarter of the canvas size
     side = -(-n // _BG_STEP)  # the size Image.reduce gives
     small = Image.new("L", (side, side), 0)
-    raster.draw(figure, pts, {"mannequin": ImageDraw.Draw(small)}, 255, scale=1 / _BG_STEP)
+    body = groups["mannequin"][0]
+    quarter = raster.project(body, 1 / _BG_STEP)
+    raster.draw(body, quarter, ImageDraw.Draw(small), 255, scale=1 / _BG_STEP)
     # plus any pixel the garment touches: a sum scaled far up and clipped is 255 wherever
     # either image is not 0 (one pass, where Image.point also rounds its table in Python)
     small = ImageChops.add(small, layers["garment"].reduce(_BG_STEP), scale=0.001)
@@ -698,7 +713,7 @@ def render(labels: dict, size: int = 128, rng: np.random.Generator | None = None
     light = Light.sample(rng)
     img = background(n, col, p, light, small, rng)
     fill, edge = _rgb(col.mannequin * light.level), _rgb(col.mannequin * 0.8 * light.level)
-    raster.draw(figure, pts, {"mannequin": ImageDraw.Draw(img)}, fill, edge)
+    raster.draw(*groups["mannequin"], ImageDraw.Draw(img), fill, edge)
     box = layers["garment"].getbbox()
     if box is not None:
         region = np.array(layers["garment"].crop(box))
@@ -718,7 +733,7 @@ def render(labels: dict, size: int = 128, rng: np.random.Generator | None = None
         colour = g.pick(rng, _PROP_COLOURS)
         fill = _rgb(sample_colour(colour, rng) * light.level)
         edge = _rgb(np.array(fill, F32) / 255 * 0.7)
-        raster.draw(prop, raster.project(prop), {"prop": ImageDraw.Draw(img)}, fill, edge)
+        raster.draw(prop, raster.project(prop), ImageDraw.Draw(img), fill, edge)
     return img.reduce(SUPERSAMPLE)
 
 
