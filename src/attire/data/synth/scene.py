@@ -532,22 +532,22 @@ def background(
     drawn at a quarter of the canvas size (like `silhouette`) and scaled up."""
     r = rng.random()
     if r < 0.6:
-        v, s = rng.uniform(0.78, 0.97), rng.uniform(0, 0.05)
+        v, s = g.uniform(rng, 0.78, 0.97), g.uniform(rng, 0, 0.05)
     elif r < 0.85:
-        v, s = rng.uniform(0.8, 0.95), rng.uniform(0.06, 0.16)
+        v, s = g.uniform(rng, 0.8, 0.95), g.uniform(rng, 0.06, 0.16)
     else:
-        v, s = rng.uniform(0.35, 0.6), rng.uniform(0, 0.06)
+        v, s = g.uniform(rng, 0.35, 0.6), g.uniform(rng, 0, 0.06)
     avoid = (luminance(col.main), luminance(col.mannequin))
     if min(abs(v - a) for a in avoid) < 0.2:  # the most distinct of a few other tones
         v = float(max(rng.uniform(0.08, 0.97, 6), key=lambda c: min(abs(c - a) for a in avoid)))
-    hue = rng.uniform(0, 2 * math.pi)
+    hue = g.uniform(rng, 0, 2 * math.pi)
     tint = np.array([math.cos(hue), math.cos(hue - 2.1), math.cos(hue + 2.1)], F32)
     tone = np.clip(v * (1 + s * tint), 0, 1).astype(F32)
     # smooth, so computed at the output size and repeated 2x2 (the final reduce undoes that)
     m = n // SUPERSAMPLE
     idx, ys = _backdrop_grid(m)
-    vign = rng.uniform(0.0, 0.25)
-    vert = (1 + rng.uniform(-0.12, 0.12) * ys) * (1 - vign * ys**2)
+    vign = g.uniform(rng, 0.0, 0.25)
+    vert = (1 + g.uniform(rng, -0.12, 0.12) * ys) * (1 - vign * ys**2)
     prof = vert[:, None] * (1 - vign * ys[None, :] ** 2) * light.grid(idx, idx, n)
     floor_y = (g.FLOOR_Y - 0.04 - p.view.y0) / p.view.h
     if floor_y < 1:
@@ -561,7 +561,7 @@ def background(
     dx *= g.pick(rng, (-1, 1))
     # darken where the shifted silhouette falls (elsewhere the factor would be exactly 1)
     shadow = sil[: m - dy, max(-dx, 0) : m - max(dx, 0)] * F32(1 / 255)
-    prof[dy:, max(dx, 0) : m + min(dx, 0)] *= 1 - rng.uniform(0.15, 0.35) * shadow
+    prof[dy:, max(dx, 0) : m + min(dx, 0)] *= 1 - g.uniform(rng, 0.15, 0.35) * shadow
     # colour = brightness x tone, as grey levels times a solid tint, looked up as RGBX words
     top = float(tone.max()) or 1.0
     grey = np.clip(prof * F32(255 * top) + F32(0.5), 0, 255).astype(np.uint8)
@@ -721,7 +721,7 @@ def render(labels: dict, size: int = 128, rng: np.random.Generator | None = None
             panel = np.asarray(layers["panel"].crop(box))
             np.copyto(region, panel, where=(panel > 0) & (region == g.BODY))
         if p.labels["secondary_pattern"] != "none":
-            _secondary_panel(region, box, raster, p, rng.uniform(*SECONDARY_SHARE))
+            _secondary_panel(region, box, raster, p, g.uniform(rng, *SECONDARY_SHARE))
         if "detail" in layers:  # seams: on any part of the garment
             detail = np.asarray(layers["detail"].crop(box))
             np.copyto(region, detail, where=(detail > 0) & (region > 0))

@@ -320,31 +320,31 @@ def pattern_ink(
     if kind in ("solid", "none", "colour_block"):
         return None
     if kind in ("horizontal_stripe", "vertical_stripe"):
-        p = _period(rng.uniform(0.24, 0.36), ppu, rng.uniform(6.0, 7.5))
-        duty = rng.uniform(0.34, 0.42)
+        p = _period(uniform(rng, 0.24, 0.36), ppu, uniform(rng, 6.0, 7.5))
+        duty = uniform(rng, 0.34, 0.42)
         coord = v if kind == "horizontal_stripe" else u
         return (_frac(coord / p + rng.random()) < duty).astype(F32)
     if kind == "plaid":  # crossing bands (half ink each, full where they cross) and thin lines
-        p = _period(rng.uniform(0.5, 0.65), ppu, 14)
+        p = _period(uniform(rng, 0.5, 0.65), ppu, 14)
         fu, fv = _frac(u / p + rng.random()), _frac(v / p + rng.random())
         bands = 0.5 * (fu < 0.28) + 0.5 * (fv < 0.28)
         half = max(0.05, 1.0 / (p * ppu))  # lines at least 2 output px wide
         lines = (np.abs(fu - 0.64) < half) | (np.abs(fv - 0.64) < half)
         return np.maximum(bands, 0.9 * lines).astype(F32)
     if kind == "polka_dot":
-        p = _period(rng.uniform(0.28, 0.36), ppu, 8)
+        p = _period(uniform(rng, 0.28, 0.36), ppu, 8)
         row = np.floor(v / p)
         fu = _frac(u / p + _odd_half(row))
         fv = _frac(v / p)
-        r = max(rng.uniform(0.2, 0.26), 1.6 / (p * ppu))  # dots at least 3.2 output px across
+        r = max(uniform(rng, 0.2, 0.26), 1.6 / (p * ppu))  # dots at least 3.2 output px across
         return (((fu - 0.5) ** 2 + (fv - 0.5) ** 2) < r * r).astype(F32)
     if kind == "floral":
-        p = _period(rng.uniform(0.42, 0.55), ppu, 16)
+        p = _period(uniform(rng, 0.42, 0.55), ppu, 16)
         row = np.floor(v / p)
         tx = (u / p + _odd_half(row)) * _TILE
         return _lookup(_flower_tile(), v / p * _TILE, tx)
     if kind == "geometric":
-        p = _period(rng.uniform(0.36, 0.46), ppu, 14)  # larger than dots (8 px): not read as them
+        p = _period(uniform(rng, 0.36, 0.46), ppu, 14)  # larger than dots (8 px): not read as them
         gu, gv = u / p, v / p
         fu, fv = _frac(gu), _frac(gv)
         if rng.random() < 0.5:  # triangles in alternate cells
@@ -468,8 +468,8 @@ def fabric_maps(
 
     rim (velvet only): 1 at the garment's outline, 0 well inside it.
     """
-    phase = rng.uniform(0, 2 * math.pi)
-    fold = np.sin(u * rng.uniform(3.5, 5.0) + phase) * np.sin(u * 1.7 + v * 0.4 + phase * 0.5)
+    phase = uniform(rng, 0, 2 * math.pi)
+    fold = np.sin(u * uniform(rng, 3.5, 5.0) + phase) * np.sin(u * 1.7 + v * 0.4 + phase * 0.5)
     tiles = _noise_tiles()
     ox, oy = rng.integers(0, 256, 2)
     px = ppu  # noise texels per unit: one texel per output pixel
