@@ -52,6 +52,22 @@ def test_round_trip_keeps_values_types_and_taxonomy(tmp_path):
     assert back.image_path(0).resolve() == (tmp_path / "img" / "a.jpg").resolve()
 
 
+def test_paths_written_beside_the_images_are_normalised_and_still_resolve(tmp_path):
+    m = _manifest(tmp_path / "cat")
+    outside = tmp_path / "elsewhere" / "d.jpg"
+    m.df["path"] = ["img/./a.jpg", "img/x/../b.jpg", "../shared/c.jpg", str(outside)]
+    back = Manifest.read(m.write(tmp_path / "cat" / "manifest.parquet"))
+    assert back.df["path"].tolist() == [
+        "img/a.jpg",
+        "img/b.jpg",
+        "../shared/c.jpg",
+        "../elsewhere/d.jpg",  # an absolute path inside the tree becomes relative too
+    ]
+    want = [tmp_path / "cat/img/a.jpg", tmp_path / "cat/img/b.jpg", tmp_path / "shared/c.jpg"]
+    for i, path in enumerate([*want, outside]):
+        assert back.image_path(i).resolve() == path.resolve()
+
+
 def test_encode_masks_missing_and_unknown_entries(tmp_path):
     m = _manifest(tmp_path)
     assert m.encode("fit").tolist() == [2, -1, 0, 1]
