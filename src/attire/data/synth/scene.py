@@ -359,8 +359,8 @@ def _secondary_panel(
         return
     # pixel centres are separable: a row and a column combined by broadcasting, then the
     # body's pixels taken (a third of the cost of dividing their flat indices into rows)
-    px = np.arange(region.shape[1]) + F32(box[0] + 0.5)
-    py = np.arange(region.shape[0]) + F32(box[1] + 0.5)
+    px = np.arange(region.shape[1], dtype=F32) + F32(box[0] + 0.5)
+    py = np.arange(region.shape[0], dtype=F32) + F32(box[1] + 0.5)
     u, v = (a.ravel().take(body) for a in raster.units(px[None, :], py[:, None]))
     sleeve = np.flatnonzero(flat == g.SLEEVE)
     patterned = len(body) + len(sleeve) + int(np.count_nonzero(flat == g.HOOD))

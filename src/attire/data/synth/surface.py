@@ -327,10 +327,10 @@ def pattern_ink(
     if kind == "plaid":  # crossing bands (half ink each, full where they cross) and thin lines
         p = _period(uniform(rng, 0.5, 0.65), ppu, 14)
         fu, fv = _frac(u / p + rng.random()), _frac(v / p + rng.random())
-        bands = 0.5 * (fu < 0.28) + 0.5 * (fv < 0.28)
+        bands = F32(0.5) * (fu < 0.28) + F32(0.5) * (fv < 0.28)  # float32, as the others
         half = max(0.05, 1.0 / (p * ppu))  # lines at least 2 output px wide
         lines = (np.abs(fu - 0.64) < half) | (np.abs(fv - 0.64) < half)
-        return np.maximum(bands, 0.9 * lines).astype(F32)
+        return np.maximum(bands, F32(0.9) * lines)
     if kind == "polka_dot":
         p = _period(uniform(rng, 0.28, 0.36), ppu, 8)
         row = np.floor(v / p)
@@ -471,7 +471,7 @@ def fabric_maps(
     phase = uniform(rng, 0, 2 * math.pi)
     fold = np.sin(u * uniform(rng, 3.5, 5.0) + phase) * np.sin(u * 1.7 + v * 0.4 + phase * 0.5)
     tiles = _noise_tiles()
-    ox, oy = rng.integers(0, 256, 2)
+    ox, oy = rng.integers(0, 256, 2).tolist()  # Python ints: a numpy int64 made the lookups float64
     px = ppu  # noise texels per unit: one texel per output pixel
     if kind == "cotton":  # matte, soft folds
         return 1 + 0.08 * fold, 0.0, 1.0
