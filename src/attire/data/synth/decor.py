@@ -74,7 +74,7 @@ def _ruffles(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
     out = []
     for tier in range(2 if rng.random() < 0.5 else 1):  # flounces with rounded scallops
         yt = y + tier * 0.22
-        hw = float(half_width(d, yt)) + 0.12
+        hw = half_width(d, yt) + 0.12
         k = max(4, int(hw / 0.2))
         t = np.linspace(0, k * np.pi, 12 * k + 1)
         xs = np.linspace(-hw, hw, len(t))
@@ -150,7 +150,7 @@ def _cut_out(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
         return both_sides(ellipse(shoulder[0], shoulder[1], 0.13, 0.2, 1, "hole"))
     if kind == "side" or vis.bottom < 2.6:
         y = _rows(vis, 2.2, min(3.3, d.hem_y - 0.45), rng, 0.35)
-        hw = float(half_width(d, y))
+        hw = half_width(d, y)
         return both_sides(ellipse(hw - 0.22, y + 0.17, 0.13, 0.2, 1, "hole"))
     y = _rows(vis, 1.9, 3.2, rng, 0.2)
     return [ellipse(x, y, 0.1, 0.1, 1, "hole") for x in np.linspace(-0.45, 0.45, 4)]
@@ -163,7 +163,7 @@ def _rivets(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
         pts += [(-x, y) for x, y in pts]
     else:
         y = _rows(vis, 1.9, d.hem_y - 0.3, rng, 0.3)
-        hw = float(half_width(d, y)) - 0.18
+        hw = half_width(d, y) - 0.18
         pts = [(x, y) for x in np.linspace(-hw, hw, 6)]
         if rng.random() < 0.5:
             pts += [(x, y + 0.26) for x in np.linspace(-hw + 0.15, hw - 0.15, 5)]
@@ -174,7 +174,7 @@ def _rivets(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
 
 def _tassels(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
     y = d.hem_y - 0.04 if vis.hem_in_view else _rows(vis, 1.9, 3.2, rng, 0.4)
-    hw = float(half_width(d, y))
+    hw = half_width(d, y)
     out = [line([[-hw, y], [hw, y]], BAND, 0.08)]
     for x in np.arange(-hw + 0.05, hw, 0.11):
         out.append(line([[x, y], [x + 0.03, y + 0.48]], BAND, 0.05))
@@ -185,7 +185,7 @@ def _pockets(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
     chest = vis.top < 1.95 and rng.random() < 0.5
     w, h = (0.34, 0.38) if chest else (0.44, 0.46)
     y = _rows(vis, 1.9, 2.3, rng, h) if chest else _rows(vis, 2.6, d.hem_y - 0.6, rng, h)
-    x = 0.42 if chest else min(0.5, float(half_width(d, y)) - 0.3)
+    x = 0.42 if chest else min(0.5, half_width(d, y) - 0.3)
     out = []
     for sx in (-1, 1):
         cx = sx * x
@@ -200,7 +200,7 @@ def _lace_up(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
     top = max(vis.neck_y, vis.top + 0.1)
     if d.placket != "none" or top > 2.4:
         top = _rows(vis, 2.2, 3.0, rng, 0.7)
-        cx = float(half_width(d, top + 0.35)) - 0.22
+        cx = half_width(d, top + 0.35) - 0.22
         centres = [cx, -cx]
     else:
         centres = [0.0]

@@ -164,7 +164,7 @@ def plan_view(
         y0 = _collar_bottom(d) + g.uniform(rng, 0.12, 0.35)
     sleeve_crop = not show_sleeves and not d.arms_hidden
     for _ in range(2):
-        widest = float(g.half_width(d, d.hem_y if show_hem else 4.5))
+        widest = g.half_width(d, d.hem_y if show_hem else 4.5)
         need_x = widest + 0.15
         lo = 0.0
         hi = 9.2  # the floor is at 8.02: below ~9 there is only backdrop
@@ -228,7 +228,7 @@ def shapes(p: Plan, rng: np.random.Generator, px: float) -> tuple[list[g.Shape],
     out.append(g.poly(body, g.BODY))
     out += _panels(p, trim_mode, rng)
     if d.hem_band:
-        hw = float(g.half_width(d, d.hem_y)) + 0.01
+        hw = g.half_width(d, d.hem_y) + 0.01
         depth = g.HEM_BAND
         band = [
             [hw, d.hem_y - depth],
@@ -258,7 +258,7 @@ def shapes(p: Plan, rng: np.random.Generator, px: float) -> tuple[list[g.Shape],
     out += pl
     if d.belt:
         y = g.WAIST_Y + 0.1
-        hw = float(g.half_width(d, y)) + 0.02
+        hw = g.half_width(d, y) + 0.02
         out.append(
             g.poly(
                 [[-hw, y - 0.09], [hw, y - 0.09], [hw, y + 0.09], [-hw, y + 0.09]],
@@ -281,7 +281,7 @@ def _category_details(p: Plan, neck_y: float) -> list[g.Shape]:
     if cat == "shirt":  # yoke seam
         out.append(g.line([[-0.9, 1.72], [0.9, 1.72]], g.STITCH, 0.02, "detail"))
     elif cat in ("t_shirt", "polo") and not d.hem_band:  # twin-needle hem
-        hw = float(g.half_width(d, hem)) - 0.02
+        hw = g.half_width(d, hem) - 0.02
         for dy in (0.08, 0.12):
             out.append(g.line([[-hw, hem - dy], [hw, hem - dy]], g.STITCH, 0.014, "detail"))
     elif cat == "blouse" and p.show_collar and d.collar != "off_shoulder":  # gathers
@@ -323,7 +323,7 @@ def _panels(p: Plan, trim_mode: bool, rng: np.random.Generator) -> list[g.Shape]
         a, b = y_top + 0.45 * span, y_bot - 0.05 * span
         return [_panel([[wide, a - 1.5], [wide, 9], [-wide, 9], [-wide, b + 1.5]], g.PANEL)]
     if trim_mode and not (vis.hem_in_view or vis.sleeves or vis.top < 1.6):
-        hw = float(g.half_width(d, y_top))
+        hw = g.half_width(d, y_top)
         return [
             _panel([[hw - 0.2, 0], [wide, 0], [wide, 9], [hw - 0.2, 9]], g.TRIM),
             _panel([[-hw + 0.2, 0], [-wide, 0], [-wide, 9], [-hw + 0.2, 9]], g.TRIM),
@@ -379,7 +379,7 @@ def _secondary_panel(
             pick = band
     if pick is None:  # side panels (beside a placed print: its outer 36% only)
         y_top = max(vis.top, _body_top(d))
-        inner = float(g.half_width(d, y_top)) * 0.64 if placed else 0.0
+        inner = g.half_width(d, y_top) * 0.64 if placed else 0.0
         side = np.abs(u)
         pick = _smallest(-side, min(k, int(np.count_nonzero(side > inner))))
     flat[body[pick]] = g.PANEL
@@ -418,7 +418,7 @@ def _panel(pts: list, value: int) -> g.Shape:
 
 def _topstitching(d: g.Design, body: np.ndarray) -> list[g.Shape]:
     """Denim's contrast stitching: along the hem, the sides and the yoke."""
-    hw = float(g.half_width(d, d.hem_y)) - 0.08
+    hw = g.half_width(d, d.hem_y) - 0.08
     out = [g.line([[-hw, d.hem_y - 0.1], [hw, d.hem_y - 0.1]], g.TOPSTITCH, 0.035, "detail")]
     yoke = [[-0.95, 1.8], [-0.3, 1.95], [0.3, 1.95], [0.95, 1.8]]
     out.append(g.line(yoke, g.TOPSTITCH, 0.035, "detail"))
@@ -916,5 +916,5 @@ def _chest_box(p: Plan) -> tuple[float, float, float, float]:
     lapels opened through it), across both fronts, as wide as the front allows."""
     d, vis = p.design, p.visible
     y = min(max(2.3, vis.top + 0.6, vis.neck_y + 0.6), max(vis.bottom, d.hem_y) - 0.6)
-    w = min(0.95, float(g.half_width(d, y)) * 0.9)
+    w = min(0.95, g.half_width(d, y) * 0.9)
     return (-w, y - w, w, y + w)
