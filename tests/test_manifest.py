@@ -61,7 +61,7 @@ def test_paths_written_beside_the_images_are_normalised_and_still_resolve(tmp_pa
         "img/a.jpg",
         "img/b.jpg",
         "../shared/c.jpg",
-        "../elsewhere/d.jpg",  # an absolute path inside the tree becomes relative too
+        "../elsewhere/d.jpg",  # an absolute path, even outside the folder, is stored relative
     ]
     want = [tmp_path / "cat/img/a.jpg", tmp_path / "cat/img/b.jpg", tmp_path / "shared/c.jpg"]
     for i, path in enumerate([*want, outside]):

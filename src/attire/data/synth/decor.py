@@ -137,8 +137,9 @@ def _cut_out(d: Design, vis: Visible, rng: np.random.Generator) -> list[Shape]:
     if vis.sleeves and d.sleeve in SLEEVE_FRACTION and d.sleeve != "cup_sleeves":
         (jx, jy), _, (nx, ny) = arm_axis(d.arm_angle)
         (ex, ey), _ = sleeve_end(d)
+        # on the upper sleeve
         shoulder = (jx + 0.45 * (ex - jx) + 0.02 * nx, jy + 0.45 * (ey - jy) + 0.02 * ny)
-        if shoulder[1] > vis.top + 0.3:  # on the upper sleeve
+        if shoulder[1] > vis.top + 0.3:
             choices.append("shoulder")
     kind = pick(rng, choices)
     if kind == "keyhole":

@@ -476,7 +476,7 @@ def sleeve_shape(d: Design, left: bool = False) -> np.ndarray:
             *quad(out, (ex - 0.1 * nx + 0.08 * ax, ey - 0.1 * ny + 0.08 * ay), inner, 6)[1:],
         ]
     else:
-        if d.category == "blouse" and d.sleeve in ("short_sleeves", "cup_sleeves"):
+        if d.category == "blouse" and d.sleeve == "short_sleeves":
             puff = (sx + 0.35 * ax + 0.16 * nx, sy + 0.35 * ay + 0.16 * ny)  # a puffed shoulder
             pts = quad((sx, sy), puff, out, 6)
         else:

@@ -508,14 +508,14 @@ class LabelModel:
         idx: dict[str, int] = {}
         out: Labels = {}
         # one call: sampling is per-image hot
-        uniform = rng.random(len(ORDER) + _MAX_ELEMENTS).tolist()
+        draws = rng.random(len(ORDER) + _MAX_ELEMENTS).tolist()
         for k, task in enumerate(ORDER):
             node = self.nodes[task]
             key = tuple([idx[p] for p in node.parents])
             if node.multilabel:
                 rates = node.rates[key]
-                draws = uniform[len(ORDER) : len(ORDER) + len(rates)]
-                present = [u < r for u, r in zip(draws, rates, strict=True)]
+                element_draws = draws[len(ORDER) : len(ORDER) + len(rates)]
+                present = [u < r for u, r in zip(element_draws, rates, strict=True)]
                 if task in force:
                     j = node.classes.index(force[task])
                     if rates[j] <= 0:
@@ -529,7 +529,7 @@ class LabelModel:
                     return None
             else:
                 cum = node.cumulative[key]
-                j = min(bisect_right(cum, uniform[k] * cum[-1]), len(cum) - 1)
+                j = min(bisect_right(cum, draws[k] * cum[-1]), len(cum) - 1)
             idx[task] = j
             out[task] = node.classes[j]
         return out

@@ -436,7 +436,7 @@ def colours(p: Plan, mode: str, rng: np.random.Generator) -> Colours:
     are set one at a time: a fancy-indexed assignment costs about ten of them."""
     lab = p.labels
     main = sample_colour(lab["main_colour"], rng)
-    lum = luminance(main)  # once: it is numpy float32 arithmetic (and the bits depend on that)
+    lum = luminance(main)  # computed once, as numpy float32 arithmetic (the picks depend on it)
     sec = None
     if lab["secondary_colour"] != "none":  # of a few shades of the class, the most contrasting
         shades = [sample_colour(lab["secondary_colour"], rng) for _ in range(3)]
@@ -492,8 +492,8 @@ _THREAD_HUES = np.array(
 
 def _contrast(c: np.ndarray, lum: float, chroma: np.ndarray) -> float:
     """How far colour c stands from one of luminance `lum` and chroma (colour minus luminance)
-    `chroma`: their luminance gap plus their chromatic distance (0 for two greys), halved to the
-    scale of a luminance gap."""
+    `chroma`: their luminance gap plus half their chromatic distance (0 for two greys; halved to
+    the scale of a luminance gap)."""
     c_lum = luminance(c)
     return abs(c_lum - lum) + float(np.abs((c - c_lum) - chroma).sum()) / 2
 
@@ -626,9 +626,10 @@ class Raster:
         outline: object = None,
         scale: float = 1.0,
     ) -> None:
-        """Rasterise shapes projected at `scale` (`project`) onto `target`. `fill`/`outline`
-        override the shape's value (to paint the mannequin straight onto the RGB canvas,
-        outlined); `scale` < 1 draws on a smaller canvas."""
+        """Rasterise shapes projected at `scale` (`project`, with the same scale: it also sizes
+        the line widths and dots) onto `target`. `fill`/`outline` override the shape's value (to
+        paint the mannequin straight onto the RGB canvas, outlined); `scale` < 1 draws on a
+        smaller canvas."""
         for s, q in zip(shapes, pts, strict=True):
             value = s.value if fill is None else fill
             if s.kind == "poly":
@@ -703,9 +704,8 @@ def render(labels: dict, size: int = 128, rng: np.random.Generator | None = None
     # the shadow is blurred anyway: its silhouette is drawn at a quarter of the canvas size
     side = -(-n // _BG_STEP)  # the size Image.reduce gives
     small = Image.new("L", (side, side), 0)
-    body = groups["mannequin"][0]
-    quarter = raster.project(body, 1 / _BG_STEP)
-    raster.draw(body, quarter, ImageDraw.Draw(small), 255, scale=1 / _BG_STEP)
+    body, quarter = groups["mannequin"][0], 1 / _BG_STEP
+    raster.draw(body, raster.project(body, quarter), ImageDraw.Draw(small), 255, scale=quarter)
     # plus any pixel the garment touches: a sum scaled far up and clipped is 255 wherever
     # either image is not 0 (one pass, where Image.point also rounds its table in Python)
     small = ImageChops.add(small, layers["garment"].reduce(_BG_STEP), scale=0.001)

@@ -348,7 +348,7 @@ def pattern_ink(
         gu, gv = u / p, v / p
         fu, fv = _frac(gu), _frac(gv)
         if rng.random() < 0.5:  # triangles in alternate cells
-            even = _odd_half(np.floor(gu) + np.floor(gv)) == 0
+            even = _odd_half(np.floor(gu) + np.floor(gv)) == 0  # cells whose indices sum even
             return ((fu > fv + 0.08) & even).astype(F32)
         # chevrons: zigzag bands (diamonds or small motifs would read as dots at 64 px)
         return (_frac(gv + np.abs(fu - 0.5)) < 0.36).astype(F32)
