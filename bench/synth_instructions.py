@@ -7,7 +7,7 @@
 of the sha256 of their pixels: a speed change that must not change the images must not change
 this. `count` runs `hash` under valgrind's callgrind twice, with 5 and with 5 + n images, and
 prints the difference per image: CPU instructions do not drift with the neighbours' load the way
-wall and CPU time do on a shared machine (two runs of one tree still differ by up to ~2%; the
+wall and CPU time do on a shared machine (two runs of one tree still differ by up to ~2.5%; the
 sha256 adds ~1.4 M per image to both sides of a comparison). Needs valgrind (Debian `valgrind`).
 """
 

@@ -27,6 +27,7 @@ from attire.data.synth import (
 )
 from attire.data.synth import garment as g
 from attire.data.synth import generate as gen
+from attire.data.synth.draws import pick, uniform
 from attire.data.synth.labels import (
     MIN_COLOUR_GAP,
     POPULARITY,
@@ -698,3 +699,15 @@ def test_all_over_letters_are_tall_enough_to_read_at_64_px():
     edges = np.flatnonzero(np.diff(rows.astype(int)))
     runs = np.diff(edges)[::2] if rows[0] == 0 else np.diff(edges)[1::2]
     assert len(runs) >= 2 and np.median(runs) >= 7, runs
+
+
+def test_scalar_draws_equal_numpys_from_the_same_stream():
+    """`uniform` and `pick` stand in for rng.uniform and rng.choice in the drawing: the images
+    stay the same only if they return the same values and leave the stream where numpy would."""
+    ours, numpys = np.random.default_rng(3), np.random.default_rng(3)
+    spans = np.sort(np.random.default_rng(4).uniform(-50, 50, (500, 2)), axis=1)
+    for lo, hi in spans.tolist():
+        assert uniform(ours, lo, hi) == numpys.uniform(lo, hi)
+        options = ("a", "b", "c", "d", "e")[: 1 + int(abs(lo)) % 5]
+        assert pick(ours, options) == numpys.choice(options)
+    assert ours.random() == numpys.random()

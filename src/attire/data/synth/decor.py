@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from attire.data.synth.draws import pick, uniform
 from attire.data.synth.garment import (
     BAND,
     CORD,
@@ -31,10 +32,8 @@ from attire.data.synth.garment import (
     ellipse,
     half_width,
     line,
-    pick,
     poly,
     sleeve_end,
-    uniform,
 )
 
 

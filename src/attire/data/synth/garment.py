@@ -16,7 +16,6 @@ import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeVar
 
 import numpy as np
 
@@ -158,22 +157,8 @@ def _memo(*fields: str) -> Callable:
 _MEMO_SIZE = 4096
 
 
-T = TypeVar("T")
 Point = Sequence[float]
 Points = list[list[float]]  # an outline being assembled in Python floats (see `quad`)
-
-
-def pick(rng: np.random.Generator, options: Sequence[T]) -> T:
-    """One of `options`, uniformly: the same draw as `rng.choice`, at a seventh of its cost
-    (a drawing makes a dozen such choices)."""
-    return options[int(rng.integers(len(options)))]
-
-
-def uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
-    """The same float as `rng.uniform(lo, hi)` from the same draw (numpy's lo + (hi - lo) * a
-    double), at about 60% of its cost: numpy checks its arguments with array calls each time."""
-    lo = float(lo)
-    return lo + (float(hi) - lo) * rng.random()
 
 
 def arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: int = 12):

@@ -21,6 +21,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from attire.data.synth import garment as g
 from attire.data.synth.decor import Visible, trend_shapes
+from attire.data.synth.draws import pick, uniform
 from attire.data.synth.labels import LabelError, check_labels
 from attire.data.synth.surface import (
     F32,
@@ -86,7 +87,7 @@ def _drawn_collar(labels: dict, rng: np.random.Generator) -> str:
         return "square_neck"
     if labels["category"] == "hoodie":
         return "stand_collar"
-    return g.pick(rng, ("round_neck", "stand_collar", "boat_neck"))
+    return pick(rng, ("round_neck", "stand_collar", "boat_neck"))
 
 
 def _collar_bottom(d: g.Design) -> float:
@@ -112,7 +113,7 @@ def plan(labels: dict, rng: np.random.Generator) -> Plan:
             sleeve = "extra_long_sleeves" if rng.random() < 0.5 else "long_sleeves"
         else:
             sleeve, arms_hidden = "sleeveless", True
-    spread = round(g.uniform(rng, 11, 15) * 2) / 2  # half-degree steps: outlines can be cached
+    spread = round(uniform(rng, 11, 15) * 2) / 2  # half-degree steps: outlines can be cached
     angle = math.radians(spread + (4 if labels["fit"] == "oversized" else 0))
     hem = g.HEM_Y[labels["garment_length"]] if show_hem else 0.0
     d = g.Design(
@@ -159,9 +160,9 @@ def plan_view(
     """
     top = g.COLLAR_TOP.get(d.collar, 1.0) if d.category != "camisole" else 1.0
     if show_collar:  # cropped at the chin or above, as catalogue shots are: the garment fills it
-        y0 = top - g.uniform(rng, 0.08, 0.25)
+        y0 = top - uniform(rng, 0.08, 0.25)
     else:
-        y0 = _collar_bottom(d) + g.uniform(rng, 0.12, 0.35)
+        y0 = _collar_bottom(d) + uniform(rng, 0.12, 0.35)
     sleeve_crop = not show_sleeves and not d.arms_hidden
     for _ in range(2):
         widest = g.half_width(d, d.hem_y if show_hem else 4.5)
@@ -179,19 +180,19 @@ def plan_view(
         if show_hem:  # enough leg below the hem to judge its height, and the hips (a crop top
             # is told from a hip-length top against them); a lower floor than 4.3 also gives crop
             # tops, under half the garment pixels of the average top, a little more room
-            lo = max(lo, d.hem_y + g.uniform(rng, 0.45, 0.7), g.HIP_Y + 0.2)
+            lo = max(lo, d.hem_y + uniform(rng, 0.45, 0.7), g.HIP_Y + 0.2)
         else:
-            d.hem_y = max(lo + g.uniform(rng, 0.5, 1.4), 3.9)
+            d.hem_y = max(lo + uniform(rng, 0.5, 1.4), 3.9)
             hi = min(hi, d.hem_y - 0.35)
         if lo <= hi or not sleeve_crop:
             break
         d.sleeve, d.arms_hidden, sleeve_crop = "sleeveless", True, False
         d.cuffs = False
-    y1 = lo + g.uniform(rng, 0, max(0.0, min(0.1, hi - lo)))
+    y1 = lo + uniform(rng, 0, max(0.0, min(0.1, hi - lo)))
     h = y1 - y0
     slack = max(0.0, h / 2 - need_x)
-    xc = g.uniform(rng, -1, 1) * min(slack, 0.25)
-    return View(xc, y0, h, math.radians(g.uniform(rng, -3, 3)), need_x)
+    xc = uniform(rng, -1, 1) * min(slack, 0.25)
+    return View(xc, y0, h, math.radians(uniform(rng, -3, 3)), need_x)
 
 
 # -- shapes -------------------------------------------------------------------------------------
@@ -312,7 +313,7 @@ def _panels(p: Plan, trim_mode: bool, rng: np.random.Generator) -> list[g.Shape]
     span = max(y_bot - y_top, 0.3)
     wide = 3.0
     if lab["main_pattern"] == "colour_block":  # the second colour takes at most ~40%
-        style = g.pick(rng, ("lower", "side", "diagonal", "centre"))
+        style = pick(rng, ("lower", "side", "diagonal", "centre"))
         if style == "lower":
             split = y_bot - 0.38 * span
             return [_panel([[-wide, split], [wide, split], [wide, 9], [-wide, 9]], g.PANEL)]
@@ -461,7 +462,7 @@ def colours(p: Plan, mode: str, rng: np.random.Generator) -> Colours:
     lut[g.TOPSTITCH] = (0.86, 0.62, 0.22)
     # hardware and cords stand out from the garment: light ones on dark colours and vice versa
     metals = [m for m, m_lum in _METALS if abs(m_lum - lum) > 0.25] or [m for m, _ in _METALS]
-    metal = g.pick(rng, metals)
+    metal = pick(rng, metals)
     lut[g.METAL] = metal
     contrast = _LIGHT_CONTRAST if lum < 0.5 else _DARK_CONTRAST
     lut[g.BUTTON] = metal if rng.random() < 0.3 else contrast
@@ -469,11 +470,11 @@ def colours(p: Plan, mode: str, rng: np.random.Generator) -> Colours:
     lut[g.THREAD_A : g.THREAD_C + 1] = _THREAD_HUES[rng.permutation(len(_THREAD_HUES))[:3]]
     lut[g.CORD] = contrast
     tones = range(len(_MANNEQUIN_TONES))  # picked by index, to look their luminances up
-    mann = g.pick(rng, tones)
+    mann = pick(rng, tones)
     for _ in range(6):
         if abs(_MANNEQUIN_LUMINANCE[mann] - lum) > 0.18:
             break
-        mann = g.pick(rng, tones)
+        mann = pick(rng, tones)
     return Colours(main, ink, _MANNEQUIN_TONES[mann], lut)
 
 
@@ -508,8 +509,8 @@ class Light:
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Light:
-        gx, gy = g.uniform(rng, -0.12, 0.12), g.uniform(rng, -0.12, 0.12)
-        return cls(g.uniform(rng, 0.94, 1.06), gx, gy)
+        gx, gy = uniform(rng, -0.12, 0.12), uniform(rng, -0.12, 0.12)
+        return cls(uniform(rng, 0.94, 1.06), gx, gy)
 
     def grid(self, rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
         """Light factor at pixel rows x cols of an n x n canvas."""
@@ -532,22 +533,22 @@ def background(
     drawn at a quarter of the canvas size (like `silhouette`) and scaled up."""
     r = rng.random()
     if r < 0.6:
-        v, s = g.uniform(rng, 0.78, 0.97), g.uniform(rng, 0, 0.05)
+        v, s = uniform(rng, 0.78, 0.97), uniform(rng, 0, 0.05)
     elif r < 0.85:
-        v, s = g.uniform(rng, 0.8, 0.95), g.uniform(rng, 0.06, 0.16)
+        v, s = uniform(rng, 0.8, 0.95), uniform(rng, 0.06, 0.16)
     else:
-        v, s = g.uniform(rng, 0.35, 0.6), g.uniform(rng, 0, 0.06)
+        v, s = uniform(rng, 0.35, 0.6), uniform(rng, 0, 0.06)
     avoid = (luminance(col.main), luminance(col.mannequin))
     if min(abs(v - a) for a in avoid) < 0.2:  # the most distinct of a few other tones
         v = float(max(rng.uniform(0.08, 0.97, 6), key=lambda c: min(abs(c - a) for a in avoid)))
-    hue = g.uniform(rng, 0, 2 * math.pi)
+    hue = uniform(rng, 0, 2 * math.pi)
     tint = np.array([math.cos(hue), math.cos(hue - 2.1), math.cos(hue + 2.1)], F32)
     tone = np.clip(v * (1 + s * tint), 0, 1).astype(F32)
     # smooth, so computed at the output size and repeated 2x2 (the final reduce undoes that)
     m = n // SUPERSAMPLE
     idx, ys = _backdrop_grid(m)
-    vign = g.uniform(rng, 0.0, 0.25)
-    vert = (1 + g.uniform(rng, -0.12, 0.12) * ys) * (1 - vign * ys**2)
+    vign = uniform(rng, 0.0, 0.25)
+    vert = (1 + uniform(rng, -0.12, 0.12) * ys) * (1 - vign * ys**2)
     prof = vert[:, None] * (1 - vign * ys[None, :] ** 2) * light.grid(idx, idx, n)
     floor_y = (g.FLOOR_Y - 0.04 - p.view.y0) / p.view.h
     if floor_y < 1:
@@ -558,10 +559,10 @@ def background(
     if sil.shape != (m, m):  # odd sizes: pad the edge
         sil = np.pad(sil[:m, :m], ((0, max(0, m - sil.shape[0])), (0, max(0, m - sil.shape[1]))))
     dx, dy = (int(v) for v in rng.integers(1, max(2, m // 20), 2))
-    dx *= g.pick(rng, (-1, 1))
+    dx *= pick(rng, (-1, 1))
     # darken where the shifted silhouette falls (elsewhere the factor would be exactly 1)
     shadow = sil[: m - dy, max(-dx, 0) : m - max(dx, 0)] * F32(1 / 255)
-    prof[dy:, max(dx, 0) : m + min(dx, 0)] *= 1 - g.uniform(rng, 0.15, 0.35) * shadow
+    prof[dy:, max(dx, 0) : m + min(dx, 0)] *= 1 - uniform(rng, 0.15, 0.35) * shadow
     # colour = brightness x tone, as grey levels times a solid tint, looked up as RGBX words
     top = float(tone.max()) or 1.0
     grey = np.clip(prof * F32(255 * top) + F32(0.5), 0, 255).astype(np.uint8)
@@ -721,7 +722,7 @@ def render(labels: dict, size: int = 128, rng: np.random.Generator | None = None
             panel = np.asarray(layers["panel"].crop(box))
             np.copyto(region, panel, where=(panel > 0) & (region == g.BODY))
         if p.labels["secondary_pattern"] != "none":
-            _secondary_panel(region, box, raster, p, g.uniform(rng, *SECONDARY_SHARE))
+            _secondary_panel(region, box, raster, p, uniform(rng, *SECONDARY_SHARE))
         if "detail" in layers:  # seams: on any part of the garment
             detail = np.asarray(layers["detail"].crop(box))
             np.copyto(region, detail, where=(detail > 0) & (region > 0))
@@ -730,7 +731,7 @@ def render(labels: dict, size: int = 128, rng: np.random.Generator | None = None
         img.paste(rgba, box[:2], mask)
     prop = _prop(p, rng)
     if prop:
-        colour = g.pick(rng, _PROP_COLOURS)
+        colour = pick(rng, _PROP_COLOURS)
         fill = _rgb(sample_colour(colour, rng) * light.level)
         edge = _rgb(np.array(fill, F32) / 255 * 0.7)
         raster.draw(prop, raster.project(prop), ImageDraw.Draw(img), fill, edge)
@@ -745,13 +746,13 @@ def _prop(p: Plan, rng: np.random.Generator) -> list[g.Shape]:
     """Now and then a studio prop (box, plant pot, stool) in a bottom corner, beside the figure
     where the frame leaves room (tall frames): it hides backdrop, never the garment or body."""
     v = p.view
-    side = g.pick(rng, (-1.0, 1.0))
+    side = pick(rng, (-1.0, 1.0))
     inner = side * (v.clear_x + 0.1)
     edge = v.xc + side * v.h / 2
     if rng.random() > 0.25 or side * (edge - inner) < 0.6:
         return []
     bottom = v.y0 + v.h
-    top = bottom - g.uniform(rng, 0.2, 0.35) * v.h
+    top = bottom - uniform(rng, 0.2, 0.35) * v.h
     outer = edge + side  # beyond the frame
     kind = int(rng.integers(3))
     if kind == 0:  # a box

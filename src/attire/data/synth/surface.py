@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from attire.data.synth.garment import uniform
+from attire.data.synth.draws import uniform
 
 F32 = np.float32
 
